@@ -1,0 +1,1 @@
+//! openraft RaftLogStorage (being written).

@@ -1,0 +1,1 @@
+//! Server (being written).
