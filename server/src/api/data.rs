@@ -1,0 +1,261 @@
+//! The `Data` service: ZooKeeper's data operations over gRPC.
+
+use std::sync::Arc;
+
+use corral_proto::v1 as pb;
+use corral_proto::v1::data_server::Data;
+use corral_proto::ErrorCode;
+use tonic::{Request, Response, Status};
+
+use super::convert::{self, status, zk_status};
+use super::member::Member;
+use crate::tree::{Id, OpOutcome, TxnOp};
+
+pub struct DataService {
+    member: Arc<Member>,
+    /// Largest accepted znode payload (ZooKeeper's jute.maxbuffer), checked here
+    /// so an oversized write never reaches the log.
+    max_data_len: usize,
+}
+
+impl DataService {
+    pub fn new(member: Arc<Member>, max_data_len: usize) -> DataService {
+        DataService { member, max_data_len }
+    }
+
+    fn header_at(&self, zxid: u64) -> Option<pb::ResponseHeader> {
+        Some(pb::ResponseHeader { zxid, member_id: self.member.id })
+    }
+
+    fn header(&self) -> Option<pb::ResponseHeader> {
+        self.header_at(self.member.applied_zxid())
+    }
+
+    fn check_size(&self, data: &[u8]) -> Result<(), Status> {
+        if data.len() > self.max_data_len {
+            return Err(zk_status(
+                ErrorCode::BadArguments,
+                format!("data is {} bytes, the limit is {}", data.len(), self.max_data_len),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Proposes a write and returns its outcome and zxid; ZooKeeper errors become statuses.
+    async fn write<T>(
+        &self,
+        req: &Request<T>,
+        header: Option<&pb::RequestHeader>,
+        op: TxnOp,
+    ) -> Result<(OpOutcome, u64), Status> {
+        let auth = convert::identities(header, req.remote_addr().map(|a| a.ip()))?;
+        let session = header.map(|h| h.session_id).unwrap_or(0);
+        let (result, zxid) = self.member.write(session, auth, op).await.map_err(status)?;
+        match result {
+            Ok(outcome) => Ok((outcome, zxid)),
+            Err(code) => Err(zk_status(code, format!("at zxid {zxid:#x}"))),
+        }
+    }
+
+    /// Waits until this replica may serve the read, and returns the caller's identities.
+    async fn read_ready<T>(
+        &self,
+        req: &Request<T>,
+        header: Option<&pb::RequestHeader>,
+    ) -> Result<Vec<Id>, Status> {
+        let auth = convert::identities(header, req.remote_addr().map(|a| a.ip()))?;
+        let (min, lin) = header.map(|h| (h.min_zxid, h.linearizable)).unwrap_or((0, false));
+        self.member.read_barrier(min, lin).await.map_err(status)?;
+        Ok(auth)
+    }
+}
+
+fn unexpected(o: OpOutcome) -> Status {
+    zk_status(ErrorCode::SystemError, format!("unexpected outcome {o:?}"))
+}
+
+#[tonic::async_trait]
+impl Data for DataService {
+    async fn create(&self, req: Request<pb::CreateRequest>) -> Result<Response<pb::CreateResponse>, Status> {
+        let r = req.get_ref();
+        self.check_size(&r.data)?;
+        let op = convert::create_op(r)?;
+        match self.write(&req, r.header.as_ref(), op).await? {
+            (OpOutcome::Created { path, stat }, zxid) => Ok(Response::new(pb::CreateResponse {
+                header: self.header_at(zxid),
+                path,
+                stat: Some(convert::stat_to_pb(&stat)),
+            })),
+            (o, _) => Err(unexpected(o)),
+        }
+    }
+
+    async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+        let r = req.get_ref();
+        let op = TxnOp::Delete { path: r.path.clone(), version: r.version };
+        let (_, zxid) = self.write(&req, r.header.as_ref(), op).await?;
+        Ok(Response::new(pb::DeleteResponse { header: self.header_at(zxid) }))
+    }
+
+    async fn set_data(&self, req: Request<pb::SetDataRequest>) -> Result<Response<pb::SetDataResponse>, Status> {
+        let r = req.get_ref();
+        self.check_size(&r.data)?;
+        let op = TxnOp::SetData { path: r.path.clone(), data: r.data.to_vec(), version: r.version };
+        match self.write(&req, r.header.as_ref(), op).await? {
+            (OpOutcome::DataSet { stat }, zxid) => Ok(Response::new(pb::SetDataResponse {
+                header: self.header_at(zxid),
+                stat: Some(convert::stat_to_pb(&stat)),
+            })),
+            (o, _) => Err(unexpected(o)),
+        }
+    }
+
+    async fn get_data(&self, req: Request<pb::GetDataRequest>) -> Result<Response<pb::GetDataResponse>, Status> {
+        let r = req.get_ref();
+        let auth = self.read_ready(&req, r.header.as_ref()).await?;
+        let (data, stat) = {
+            let st = self.member.state.read();
+            st.tree.get_data(&r.path, &auth).map_err(|c| zk_status(c, r.path.clone()))?
+        };
+        Ok(Response::new(pb::GetDataResponse {
+            header: self.header(),
+            data: data.into(),
+            stat: Some(convert::stat_to_pb(&stat)),
+        }))
+    }
+
+    async fn exists(&self, req: Request<pb::ExistsRequest>) -> Result<Response<pb::ExistsResponse>, Status> {
+        let r = req.get_ref();
+        self.read_ready(&req, r.header.as_ref()).await?;
+        let stat = {
+            let st = self.member.state.read();
+            st.tree.exists(&r.path).map_err(|c| zk_status(c, r.path.clone()))?
+        };
+        Ok(Response::new(pb::ExistsResponse {
+            header: self.header(),
+            stat: stat.as_ref().map(convert::stat_to_pb),
+        }))
+    }
+
+    async fn get_children(
+        &self,
+        req: Request<pb::GetChildrenRequest>,
+    ) -> Result<Response<pb::GetChildrenResponse>, Status> {
+        let r = req.get_ref();
+        let auth = self.read_ready(&req, r.header.as_ref()).await?;
+        let (children, stat) = {
+            let st = self.member.state.read();
+            st.tree.get_children(&r.path, &auth).map_err(|c| zk_status(c, r.path.clone()))?
+        };
+        Ok(Response::new(pb::GetChildrenResponse {
+            header: self.header(),
+            children,
+            stat: Some(convert::stat_to_pb(&stat)),
+        }))
+    }
+
+    async fn get_all_children_number(
+        &self,
+        req: Request<pb::GetAllChildrenNumberRequest>,
+    ) -> Result<Response<pb::GetAllChildrenNumberResponse>, Status> {
+        let r = req.get_ref();
+        self.read_ready(&req, r.header.as_ref()).await?;
+        let number = {
+            let st = self.member.state.read();
+            st.tree.get_all_children_number(&r.path).map_err(|c| zk_status(c, r.path.clone()))?
+        };
+        Ok(Response::new(pb::GetAllChildrenNumberResponse { header: self.header(), number }))
+    }
+
+    async fn get_ephemerals(
+        &self,
+        req: Request<pb::GetEphemeralsRequest>,
+    ) -> Result<Response<pb::GetEphemeralsResponse>, Status> {
+        let r = req.get_ref();
+        self.read_ready(&req, r.header.as_ref()).await?;
+        let session = r.header.as_ref().map(|h| h.session_id).unwrap_or(0);
+        let prefix = if r.prefix_path.is_empty() { "/" } else { r.prefix_path.as_str() };
+        let paths = self.member.state.read().tree.get_ephemerals(session, prefix);
+        Ok(Response::new(pb::GetEphemeralsResponse { header: self.header(), paths }))
+    }
+
+    async fn get_acl(&self, req: Request<pb::GetAclRequest>) -> Result<Response<pb::GetAclResponse>, Status> {
+        let r = req.get_ref();
+        self.read_ready(&req, r.header.as_ref()).await?;
+        let (acl, stat) = {
+            let st = self.member.state.read();
+            st.tree.get_acl(&r.path).map_err(|c| zk_status(c, r.path.clone()))?
+        };
+        Ok(Response::new(pb::GetAclResponse {
+            header: self.header(),
+            acl: acl.iter().map(convert::acl_to_pb).collect(),
+            stat: Some(convert::stat_to_pb(&stat)),
+        }))
+    }
+
+    async fn set_acl(&self, req: Request<pb::SetAclRequest>) -> Result<Response<pb::SetAclResponse>, Status> {
+        let r = req.get_ref();
+        let op = TxnOp::SetAcl {
+            path: r.path.clone(),
+            acl: convert::acl_from_pb(&r.acl),
+            version: r.aversion,
+        };
+        match self.write(&req, r.header.as_ref(), op).await? {
+            (OpOutcome::AclSet { stat }, zxid) => Ok(Response::new(pb::SetAclResponse {
+                header: self.header_at(zxid),
+                stat: Some(convert::stat_to_pb(&stat)),
+            })),
+            (o, _) => Err(unexpected(o)),
+        }
+    }
+
+    async fn check(&self, req: Request<pb::CheckRequest>) -> Result<Response<pb::CheckResponse>, Status> {
+        let r = req.get_ref();
+        let op = TxnOp::Check { path: r.path.clone(), version: r.version };
+        let (_, zxid) = self.write(&req, r.header.as_ref(), op).await?;
+        Ok(Response::new(pb::CheckResponse { header: self.header_at(zxid) }))
+    }
+
+    async fn multi(&self, req: Request<pb::MultiRequest>) -> Result<Response<pb::MultiResponse>, Status> {
+        let r = req.get_ref();
+        let ops = convert::multi_ops(&r.ops)?;
+        for op in &ops {
+            if let TxnOp::Create { data, .. } | TxnOp::SetData { data, .. } = op {
+                self.check_size(data)?;
+            }
+        }
+        let auth = convert::identities(r.header.as_ref(), req.remote_addr().map(|a| a.ip()))?;
+        let session = r.header.as_ref().map(|h| h.session_id).unwrap_or(0);
+        let (result, zxid) =
+            self.member.write(session, auth, TxnOp::Multi(ops)).await.map_err(status)?;
+        // A failed multi is still a reply with per-op results, as in ZooKeeper.
+        let results = match result {
+            Ok(OpOutcome::Multi(results)) => results.iter().map(convert::op_result_to_pb).collect(),
+            Ok(o) => return Err(unexpected(o)),
+            Err(code) => return Err(zk_status(code, "multi")),
+        };
+        Ok(Response::new(pb::MultiResponse { header: self.header_at(zxid), results }))
+    }
+
+    async fn multi_read(&self, req: Request<pb::MultiRequest>) -> Result<Response<pb::MultiResponse>, Status> {
+        let r = req.get_ref();
+        let ops = convert::read_ops(&r.ops)?;
+        let auth = self.read_ready(&req, r.header.as_ref()).await?;
+        let results = {
+            let st = self.member.state.read();
+            st.tree.multi_read(&ops, &auth)
+        };
+        Ok(Response::new(pb::MultiResponse {
+            header: self.header(),
+            results: results.iter().map(convert::read_result_to_pb).collect(),
+        }))
+    }
+
+    async fn sync(&self, req: Request<pb::SyncRequest>) -> Result<Response<pb::SyncResponse>, Status> {
+        let r = req.get_ref();
+        let index = self.member.read_index().await.map_err(status)?;
+        let min = r.header.as_ref().map(|h| h.min_zxid).unwrap_or(0);
+        self.member.read_barrier(min.max(index), false).await.map_err(status)?;
+        Ok(Response::new(pb::SyncResponse { header: self.header(), path: r.path.clone() }))
+    }
+}

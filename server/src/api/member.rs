@@ -1,0 +1,252 @@
+//! The member: where the gRPC services meet Raft and the replicated tree.
+//!
+//! Write path: a service turns a request into a [`TxnOp`]; [`Member::write`]
+//! stamps the leader's clock into a [`Txn`] and proposes it. A follower forwards
+//! the op to the leader over the peer service, then waits until its own replica
+//! has applied the entry, so a client reading from the same member next sees its
+//! own write. Read path: [`Member::read_barrier`] waits until the local replica
+//! is at least as new as the client has seen (and, for linearizable reads, at the
+//! leader's confirmed commit point); the service then reads the tree under its
+//! read lock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_proto::raft::raft_peer_client::RaftPeerClient;
+use corral_proto::ErrorCode;
+use openraft::error::{ClientWriteError, RaftError};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tonic::transport::Channel;
+
+use crate::raft::network::{authed, decode, encode, peer_channel};
+use crate::raft::state_machine::SharedState;
+use crate::raft::{NodeId, Raft};
+use crate::rt;
+use crate::tree::{Id, Txn, TxnOp, TxnResult};
+
+/// How long a request waits for a leader to be elected or reachable before it
+/// gives up with ConnectionLoss (the client then tries another member).
+const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// How long a read waits for this replica to catch up with what the client saw.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
+
+/// A failure on the way to or from the state machine.
+#[derive(Debug, Clone, thiserror::Error, Serialize, Deserialize)]
+pub enum MemberError {
+    /// A ZooKeeper-level failure (e.g. the request itself is invalid).
+    #[error("{code}: {message}")]
+    Zk { code: ErrorCode, message: String },
+    /// No leader could be reached: the outcome of a write is unknown.
+    #[error("no leader reachable: {0}")]
+    Unavailable(String),
+}
+
+impl MemberError {
+    pub fn zk(code: ErrorCode, message: impl Into<String>) -> MemberError {
+        MemberError::Zk { code, message: message.into() }
+    }
+}
+
+/// A write forwarded from a follower to the leader.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ForwardRequest {
+    pub session_id: i64,
+    pub auth: Vec<Id>,
+    pub op: TxnOp,
+}
+
+/// The leader's answer to a [`ForwardRequest`]: the result and the entry's zxid.
+pub type ForwardResponse = Result<(TxnResult, u64), MemberError>;
+/// The leader's answer to a read-index request: its confirmed commit index.
+pub type ReadIndexResponse = Result<u64, MemberError>;
+
+pub struct Member {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub state: Arc<SharedState>,
+    secret: String,
+    /// Clients to other members, for forwarding, made on first use.
+    peers: Mutex<BTreeMap<NodeId, RaftPeerClient<Channel>>>,
+}
+
+impl Member {
+    pub fn new(id: NodeId, raft: Raft, state: Arc<SharedState>, secret: String) -> Member {
+        Member { id, raft, state, secret, peers: Mutex::new(BTreeMap::new()) }
+    }
+
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// Proposes `op` through the leader and returns its result and zxid once this
+    /// member's replica has applied it.
+    pub async fn write(&self, session_id: i64, auth: Vec<Id>, op: TxnOp) -> ForwardResponse {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let mut op = Some(op);
+        loop {
+            let Some(current) = op.take() else {
+                return Err(MemberError::Unavailable("internal: op consumed".into()));
+            };
+            let leader = self.raft.metrics().borrow().current_leader;
+            match leader {
+                Some(leader) if leader == self.id => {
+                    match self.propose(session_id, auth.clone(), current.clone()).await {
+                        Ok(r) => return Ok(r),
+                        // Lost leadership between the check and the proposal: retry.
+                        Err(ProposeError::NotLeader) => op = Some(current),
+                        Err(ProposeError::Fatal(e)) => return Err(MemberError::Unavailable(e)),
+                    }
+                }
+                Some(leader) => {
+                    let req = ForwardRequest { session_id, auth: auth.clone(), op: current };
+                    match self.forward(leader, &req).await {
+                        Ok(Ok((result, zxid))) => {
+                            self.wait_applied(zxid, CATCH_UP_WAIT).await?;
+                            return Ok((result, zxid));
+                        }
+                        Ok(Err(MemberError::Unavailable(_))) | Err(_) => op = Some(req.op),
+                        Ok(Err(e)) => return Err(e),
+                    }
+                }
+                None => op = Some(current),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(MemberError::Unavailable(format!(
+                    "member {} found no leader within {:?}",
+                    self.id, LEADER_WAIT
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Proposes on this member, which believes it is the leader. The leader's
+    /// clock reading goes into the entry here, and only here.
+    pub async fn propose(
+        &self,
+        session_id: i64,
+        auth: Vec<Id>,
+        op: TxnOp,
+    ) -> Result<(TxnResult, u64), ProposeError> {
+        let txn = Txn { time_ms: rt::now_ms(), session_id, auth, op };
+        match self.raft.client_write(txn).await {
+            Ok(resp) => Ok((resp.data.result, resp.log_id.index)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(ProposeError::NotLeader)
+            }
+            Err(e) => Err(ProposeError::Fatal(e.to_string())),
+        }
+    }
+
+    async fn peer(&self, id: NodeId) -> Result<RaftPeerClient<Channel>, MemberError> {
+        if let Some(c) = self.peers.lock().get(&id) {
+            return Ok(c.clone());
+        }
+        let addr = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
+        };
+        let addr = addr.ok_or_else(|| MemberError::Unavailable(format!("member {id} unknown")))?;
+        let channel = peer_channel(&addr)
+            .map_err(|e| MemberError::Unavailable(format!("member {id} at {addr}: {e}")))?;
+        let client = RaftPeerClient::new(channel);
+        self.peers.lock().insert(id, client.clone());
+        Ok(client)
+    }
+
+    async fn forward(
+        &self,
+        leader: NodeId,
+        req: &ForwardRequest,
+    ) -> Result<ForwardResponse, MemberError> {
+        let mut client = self.peer(leader).await?;
+        let body = encode(req).map_err(|s| MemberError::Unavailable(s.to_string()))?;
+        let mut request = authed(&self.secret, body);
+        request.set_timeout(LEADER_WAIT);
+        let reply = client
+            .forward(request)
+            .await
+            .map_err(|s| MemberError::Unavailable(format!("forward to {leader}: {s}")))?;
+        decode(&reply.into_inner()).map_err(|s| MemberError::Unavailable(s.to_string()))
+    }
+
+    /// The leader's confirmed commit index: reading after this replica has applied
+    /// it is linearizable.
+    pub async fn read_index(&self) -> ReadIndexResponse {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let leader = self.raft.metrics().borrow().current_leader;
+            match leader {
+                Some(l) if l == self.id => match self.raft.get_read_log_id().await {
+                    Ok((read, _applied)) => return Ok(read.map(|l| l.index).unwrap_or(0)),
+                    Err(e) => tracing::debug!("read index on leader failed: {e}"),
+                },
+                Some(l) => {
+                    let reply: Result<ReadIndexResponse, MemberError> = async {
+                        let mut client = self.peer(l).await?;
+                        let body =
+                            encode(&()).map_err(|s| MemberError::Unavailable(s.to_string()))?;
+                        let mut request = authed(&self.secret, body);
+                        request.set_timeout(LEADER_WAIT);
+                        let r = client
+                            .read_index(request)
+                            .await
+                            .map_err(|s| MemberError::Unavailable(s.to_string()))?;
+                        decode(&r.into_inner()).map_err(|s| MemberError::Unavailable(s.to_string()))
+                    }
+                    .await;
+                    if let Ok(Ok(index)) = reply {
+                        return Ok(index);
+                    }
+                }
+                None => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(MemberError::Unavailable("no leader confirmed a read index".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the local replica has applied `zxid`.
+    pub async fn wait_applied(&self, zxid: u64, timeout: Duration) -> Result<(), MemberError> {
+        let mut rx = self.state.subscribe_applied();
+        let wait = rx.wait_for(|applied| *applied >= zxid);
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(MemberError::Unavailable("member shutting down".into())),
+            Err(_) => Err(MemberError::zk(
+                ErrorCode::OperationTimeout,
+                format!("member {} did not reach zxid {zxid} within {timeout:?}", self.id),
+            )),
+        }
+    }
+
+    /// Makes the local replica at least as new as `min_zxid` (what the client has
+    /// seen) and, for linearizable reads, as new as the leader's commit point.
+    pub async fn read_barrier(&self, min_zxid: u64, linearizable: bool) -> Result<(), MemberError> {
+        let mut target = min_zxid;
+        if linearizable {
+            target = target.max(self.read_index().await?);
+        }
+        if self.state.applied_zxid() >= target {
+            return Ok(());
+        }
+        self.wait_applied(target, CATCH_UP_WAIT).await
+    }
+
+    /// This replica's applied zxid: what every response reports.
+    pub fn applied_zxid(&self) -> u64 {
+        self.state.applied_zxid()
+    }
+}
+
+/// Why a proposal on this member did not go through.
+#[derive(Debug)]
+pub enum ProposeError {
+    NotLeader,
+    Fatal(String),
+}

@@ -1,0 +1,81 @@
+//! The internal `RaftPeer` service: Raft RPCs, forwarded writes and read indexes.
+//! Only members holding the cluster secret may call it.
+
+use std::sync::Arc;
+
+use corral_proto::raft::raft_peer_server::RaftPeer;
+use corral_proto::raft::RaftBytes;
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use tonic::{Request, Response, Status};
+
+use super::member::{ForwardRequest, ForwardResponse, Member, MemberError, ProposeError, ReadIndexResponse};
+use crate::raft::network::{decode, encode};
+use crate::raft::{NodeId, TypeConfig};
+
+pub struct PeerService {
+    member: Arc<Member>,
+}
+
+impl PeerService {
+    pub fn new(member: Arc<Member>) -> PeerService {
+        PeerService { member }
+    }
+
+    fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let given = req
+            .metadata()
+            .get(corral_proto::CLUSTER_SECRET_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if given != self.member.secret() {
+            return Err(Status::unauthenticated("wrong cluster secret"));
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        self.authorize(&req)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
+        let reply = self.member.raft.append_entries(rpc).await;
+        Ok(Response::new(encode(&reply)?))
+    }
+
+    async fn vote(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        self.authorize(&req)?;
+        let rpc: VoteRequest<NodeId> = decode(req.get_ref())?;
+        let reply = self.member.raft.vote(rpc).await;
+        Ok(Response::new(encode(&reply)?))
+    }
+
+    async fn install_snapshot(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        self.authorize(&req)?;
+        let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
+        let reply = self.member.raft.install_snapshot(rpc).await;
+        Ok(Response::new(encode(&reply)?))
+    }
+
+    async fn forward(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        self.authorize(&req)?;
+        let fwd: ForwardRequest = decode(req.get_ref())?;
+        let reply: ForwardResponse = match self.member.propose(fwd.session_id, fwd.auth, fwd.op).await {
+            Ok(r) => Ok(r),
+            Err(ProposeError::NotLeader) => {
+                Err(MemberError::Unavailable(format!("member {} is not the leader", self.member.id)))
+            }
+            Err(ProposeError::Fatal(e)) => Err(MemberError::Unavailable(e)),
+        };
+        Ok(Response::new(encode(&reply)?))
+    }
+
+    async fn read_index(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        self.authorize(&req)?;
+        let reply: ReadIndexResponse = match self.member.raft.get_read_log_id().await {
+            Ok((read, _)) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Err(e) => Err(MemberError::Unavailable(e.to_string())),
+        };
+        Ok(Response::new(encode(&reply)?))
+    }
+}

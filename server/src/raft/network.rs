@@ -1,0 +1,171 @@
+//! openraft's `RaftNetwork` over the internal `RaftPeer` gRPC service.
+//!
+//! Payloads are openraft's own request/response types, bincode-encoded: both
+//! ends are Corral members of the same version, so a schema-free encoding is
+//! enough and keeps this adapter thin. Every call carries the cluster secret.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+use corral_proto::raft::raft_peer_client::RaftPeerClient;
+use corral_proto::raft::RaftBytes;
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use super::types::{Node, NodeId, TypeConfig};
+
+/// Encodes a value for the peer service.
+pub fn encode<T: Serialize>(value: &T) -> Result<RaftBytes, tonic::Status> {
+    bincode::serialize(value)
+        .map(|payload| RaftBytes { payload: payload.into() })
+        .map_err(|e| tonic::Status::internal(format!("encode: {e}")))
+}
+
+/// Decodes a value received from the peer service.
+pub fn decode<T: DeserializeOwned>(bytes: &RaftBytes) -> Result<T, tonic::Status> {
+    bincode::deserialize(&bytes.payload)
+        .map_err(|e| tonic::Status::invalid_argument(format!("decode: {e}")))
+}
+
+/// Builds a lazily connecting channel to a member's gRPC address ("host:port").
+pub fn peer_channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+/// Adds the cluster secret to an outgoing internal request.
+pub fn authed<T>(secret: &str, msg: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    if let Ok(v) = secret.parse() {
+        req.metadata_mut().insert(corral_proto::CLUSTER_SECRET_HEADER, v);
+    }
+    req
+}
+
+/// Creates one [`PeerNetwork`] per replication target.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    secret: String,
+}
+
+impl NetworkFactory {
+    pub fn new(secret: impl Into<String>) -> NetworkFactory {
+        NetworkFactory { secret: secret.into() }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerNetwork;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerNetwork {
+        PeerNetwork {
+            target,
+            addr: node.addr.clone(),
+            secret: self.secret.clone(),
+            client: peer_channel(&node.addr).ok().map(RaftPeerClient::new),
+        }
+    }
+}
+
+/// The connection to one peer.
+pub struct PeerNetwork {
+    target: NodeId,
+    addr: String,
+    secret: String,
+    /// None when the peer's address could not even be parsed: every call then
+    /// reports the peer unreachable instead of panicking.
+    client: Option<RaftPeerClient<Channel>>,
+}
+
+/// A transport failure, carried into openraft's `Unreachable`.
+#[derive(Debug)]
+struct TransportError(String);
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for TransportError {}
+
+impl PeerNetwork {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<NodeId, Node, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: StdError + DeserializeOwned,
+    {
+        let unreachable = |msg: String| RPCError::Unreachable(Unreachable::new(&TransportError(msg)));
+        let Some(client) = self.client.as_mut() else {
+            return Err(unreachable(format!("bad peer address {}", self.addr)));
+        };
+        let body = encode(req).map_err(|s| RPCError::Network(NetworkError::new(&s)))?;
+        let mut request = authed(&self.secret, body);
+        request.set_timeout(timeout);
+        let reply = match rpc {
+            Rpc::Append => client.append_entries(request).await,
+            Rpc::Vote => client.vote(request).await,
+            Rpc::Snapshot => client.install_snapshot(request).await,
+        };
+        let reply = match reply {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                return Err(unreachable(format!("{} ({}): {}", self.target, self.addr, status)))
+            }
+        };
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            decode(&reply).map_err(|s| RPCError::Network(NetworkError::new(&s)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+enum Rpc {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for PeerNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        self.call(Rpc::Append, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(Rpc::Snapshot, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
+    }
+}
