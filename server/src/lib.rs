@@ -19,6 +19,7 @@
 pub mod api;
 pub mod config;
 pub mod raft;
+pub mod rt;
 pub mod server;
 pub mod storage;
 pub mod testing;

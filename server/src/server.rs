@@ -1,1 +1,186 @@
-//! Server (being written).
+//! Starting and stopping one member: storage → Raft → services → listener.
+//!
+//! `Server::start` takes an already-bound listener so tests can use port 0 and
+//! know the address before the member starts; `main` only parses flags, builds
+//! a [`Config`], binds and calls it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_proto::raft::raft_peer_server::RaftPeerServer;
+use corral_proto::v1::cluster_server::ClusterServer;
+use corral_proto::v1::data_server::DataServer;
+use corral_proto::v1::session_server::SessionServer;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::api::cluster::ClusterService;
+use crate::api::data::DataService;
+use crate::api::member::Member;
+use crate::api::peer::PeerService;
+use crate::api::session::SessionService;
+use crate::config::{Config, ConfigError};
+use crate::raft::log_store::LogStore;
+use crate::raft::network::NetworkFactory;
+use crate::raft::state_machine::StateMachine;
+use crate::raft::{Node, Raft};
+use crate::storage::{BackendError, LogBackend};
+
+/// Why a member could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("storage: {0}")]
+    Storage(#[from] BackendError),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// gRPC messages may carry a full znode (1 MiB by default) plus framing, and
+/// AppendEntries batches of them; snapshots travel in openraft's chunks.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A running member.
+pub struct Server {
+    member: Arc<Member>,
+    addr: std::net::SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    serving: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+}
+
+impl Server {
+    /// Opens the member's sled storage in `config.data_dir` and starts it.
+    #[cfg(not(madsim))]
+    pub async fn start(config: Config, listener: tokio::net::TcpListener) -> Result<Server, ServerError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let backend: Arc<dyn LogBackend> =
+            Arc::new(crate::storage::SledBackend::open(&config.data_dir)?);
+        Server::start_with_backend(config, backend, listener).await
+    }
+
+    /// Starts a member over any storage backend (tests use the in-memory one).
+    #[cfg(not(madsim))]
+    pub async fn start_with_backend(
+        config: Config,
+        backend: Arc<dyn LogBackend>,
+        listener: tokio::net::TcpListener,
+    ) -> Result<Server, ServerError> {
+        config.validate()?;
+        let addr = listener.local_addr()?;
+        let member = Server::open_member(&config, backend).await?;
+        let router = Server::router(&config, &member);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let serving = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+            let _ = stopped.await;
+        }));
+        tracing::info!(id = config.id, %addr, "member serving");
+        Ok(Server { member, addr, stop: Some(stop), serving: Some(serving) })
+    }
+
+    async fn open_member(config: &Config, backend: Arc<dyn LogBackend>) -> Result<Arc<Member>, ServerError> {
+        let log_store = LogStore::new(backend.clone());
+        let state_machine = StateMachine::open(backend)?;
+        let shared = state_machine.shared();
+        let raft_config = Arc::new(
+            config.raft_config().validate().map_err(|e| ServerError::Raft(e.to_string()))?,
+        );
+        let raft = Raft::new(
+            config.id,
+            raft_config,
+            NetworkFactory::new(config.cluster_secret.clone()),
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|e| ServerError::Raft(e.to_string()))?;
+        Server::initialize_if_new(&raft, config).await?;
+        Ok(Arc::new(Member::new(config.id, raft, shared, config.cluster_secret.clone())))
+    }
+
+    /// A member whose log is empty proposes the initial membership. Every member
+    /// of a new ensemble does this with the same list, which openraft allows.
+    async fn initialize_if_new(raft: &Raft, config: &Config) -> Result<(), ServerError> {
+        let initialized =
+            raft.is_initialized().await.map_err(|e| ServerError::Raft(e.to_string()))?;
+        if initialized {
+            return Ok(());
+        }
+        let members: BTreeMap<u64, Node> = config
+            .members
+            .iter()
+            .map(|m| (m.id, Node { addr: m.addr.clone() }))
+            .collect();
+        if let Err(e) = raft.initialize(members).await {
+            // Another member's initialization may have reached us first.
+            tracing::info!("initialize skipped: {e}");
+        }
+        Ok(())
+    }
+
+    fn router(config: &Config, member: &Arc<Member>) -> tonic::transport::server::Router {
+        let data = DataServer::new(DataService::new(member.clone(), config.max_data_len))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let session = SessionServer::new(SessionService::new(member.clone(), config.tick_ms as i32));
+        let cluster = ClusterServer::new(ClusterService::new(member.clone()));
+        let peer = RaftPeerServer::new(PeerService::new(member.clone()))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        tonic::transport::Server::builder()
+            .add_service(data)
+            .add_service(session)
+            .add_service(cluster)
+            .add_service(peer)
+    }
+
+    pub fn member(&self) -> &Arc<Member> {
+        &self.member
+    }
+
+    /// The address the member's gRPC API listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving and shuts Raft down; storage is closed when the last handle drops.
+    pub async fn shutdown(mut self) {
+        self.stop_inner().await;
+    }
+
+    async fn stop_inner(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Err(e) = self.member.raft.shutdown().await {
+            tracing::warn!("raft shutdown: {e}");
+        }
+        if let Some(serving) = self.serving.take() {
+            // Open client streams can hold graceful shutdown up; don't wait forever.
+            if tokio::time::timeout(Duration::from_secs(5), serving).await.is_err() {
+                tracing::warn!("gRPC server did not stop within 5 s");
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    /// A member dropped without `shutdown` (a test "kill") stops serving at once
+    /// and its Raft tasks stop in the background.
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+            let raft = self.member.raft.clone();
+            tokio::spawn(async move {
+                let _ = raft.shutdown().await;
+            });
+        }
+        if let Some(serving) = self.serving.take() {
+            serving.abort();
+        }
+    }
+}

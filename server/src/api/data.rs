@@ -50,10 +50,11 @@ impl DataService {
     ) -> Result<(OpOutcome, u64), Status> {
         let auth = convert::identities(header, req.remote_addr().map(|a| a.ip()))?;
         let session = header.map(|h| h.session_id).unwrap_or(0);
+        let path = op_path(&op).to_string();
         let (result, zxid) = self.member.write(session, auth, op).await.map_err(status)?;
         match result {
             Ok(outcome) => Ok((outcome, zxid)),
-            Err(code) => Err(zk_status(code, format!("at zxid {zxid:#x}"))),
+            Err(code) => Err(zk_status(code, path)),
         }
     }
 
@@ -67,6 +68,18 @@ impl DataService {
         let (min, lin) = header.map(|h| (h.min_zxid, h.linearizable)).unwrap_or((0, false));
         self.member.read_barrier(min, lin).await.map_err(status)?;
         Ok(auth)
+    }
+}
+
+/// The path an op names, for error messages (as ZooKeeper's "KeeperErrorCode = NoNode for /a").
+fn op_path(op: &TxnOp) -> &str {
+    match op {
+        TxnOp::Create { path, .. }
+        | TxnOp::Delete { path, .. }
+        | TxnOp::SetData { path, .. }
+        | TxnOp::SetAcl { path, .. }
+        | TxnOp::Check { path, .. } => path,
+        _ => "",
     }
 }
 

@@ -214,9 +214,9 @@ impl Member {
     /// Waits until the local replica has applied `zxid`.
     pub async fn wait_applied(&self, zxid: u64, timeout: Duration) -> Result<(), MemberError> {
         let mut rx = self.state.subscribe_applied();
-        let wait = rx.wait_for(|applied| *applied >= zxid);
+        let wait = async move { rx.wait_for(|applied| *applied >= zxid).await.map(|_| ()) };
         match tokio::time::timeout(timeout, wait).await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(MemberError::Unavailable("member shutting down".into())),
             Err(_) => Err(MemberError::zk(
                 ErrorCode::OperationTimeout,

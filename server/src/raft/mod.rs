@@ -6,6 +6,7 @@
 //! - [`network`]: openraft's `RaftNetwork` over the internal gRPC service.
 
 pub mod log_store;
+pub mod network;
 pub mod state_machine;
 pub mod types;
 
