@@ -86,6 +86,12 @@ impl Sink for Vec<u8> {
     }
 }
 
+/// Feeds bytes to a hash (for tests that hand-craft snapshots).
+#[cfg(test)]
+pub(crate) fn fnv_put(h: &mut Fnv64, bytes: &[u8]) {
+    h.put(bytes);
+}
+
 impl Sink for Fnv64 {
     fn put(&mut self, bytes: &[u8]) {
         for b in bytes {
