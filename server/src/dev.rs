@@ -65,14 +65,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     let ready = tokio::select! {
         biased;
-        _ = tokio::signal::ctrl_c() => false,
+        _ = crate::shutdown_signal() => false,
         r = wait_for_leader(&addrs) => r,
     };
     if ready {
         println!("ensemble ready: grpc={}", addrs.join(","));
         tokio::select! {
             biased;
-            _ = tokio::signal::ctrl_c() => eprintln!("stopping the ensemble"),
+            _ = crate::shutdown_signal() => eprintln!("stopping the ensemble"),
             (id, status) = first_exit(&mut children) => eprintln!("member {id} exited ({status}); stopping the ensemble"),
         }
     }
