@@ -1,1 +1,354 @@
-//! openraft RaftStateMachine (being written).
+//! openraft's [`RaftStateMachine`] over the data tree: decode entry → `tree.apply` → record
+//! applied log id and membership. Nothing else happens here; ZooKeeper failures come back
+//! inside [`Response`], only storage trouble is an error.
+//!
+//! The tree lives in memory and is made durable by snapshots alone: a restarted member loads
+//! the latest snapshot ([`StateMachine::open`]) and openraft re-applies the committed log after
+//! it. Snapshot bytes are a versioned envelope around `DataTree::to_snapshot`, carrying the last
+//! applied log id and membership so that the bytes alone rebuild the whole state machine.
+//!
+//! ## Lock order
+//! `Inner::snapshot_lock` before `SharedState::tree`, never the reverse; the subscriber list is
+//! only locked with neither held.
+
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use corral_proto::ErrorCode;
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{AnyError, EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, StorageIOError};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use super::types::{Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::storage::{BackendError, LogBackend, StoredSnapshot};
+use crate::tree::{DataTree, OpOutcome, WatchEvent};
+
+/// The replicated state as of `last_applied`.
+pub struct TreeState {
+    pub tree: DataTree,
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+}
+
+/// The watch events of one applied Normal entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedEntry {
+    /// The entry's log index: the zxid of every change it made.
+    pub zxid: u64,
+    pub events: Vec<WatchEvent>,
+}
+
+/// What the watch layer learns from the state machine, in apply order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreeEvent {
+    /// One `apply` batch: the entries that triggered at least one event, in log order.
+    Applied(Vec<AppliedEntry>),
+    /// The tree was replaced wholesale by a snapshot from the leader, as of `zxid`. Individual
+    /// events are unknown, so every registered watch may have been triggered.
+    SnapshotInstalled { zxid: u64 },
+}
+
+/// The state machine's state as the API layer sees it: readable at any time, with
+/// notifications of progress.
+pub struct SharedState {
+    pub tree: RwLock<TreeState>,
+    // Updated after the tree lock is released, so a reader that saw zxid N here finds a tree at
+    // N or later.
+    applied_tx: watch::Sender<u64>,
+    // Unbounded and per subscriber, so the watch layer never misses an event by lagging, which a
+    // bounded broadcast channel would allow.
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<Arc<TreeEvent>>>>,
+}
+
+impl SharedState {
+    fn new(state: TreeState) -> SharedState {
+        let applied = state.last_applied.map_or(0, |l| l.index);
+        SharedState {
+            tree: RwLock::new(state),
+            applied_tx: watch::Sender::new(applied),
+            subscribers: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, TreeState> {
+        self.tree.read()
+    }
+
+    /// The log index (zxid) of the last applied entry of any kind, 0 before the first.
+    pub fn applied_zxid(&self) -> u64 {
+        *self.applied_tx.borrow()
+    }
+
+    pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
+        self.applied_tx.subscribe()
+    }
+
+    /// Returns once everything up to `zxid` has been applied (ZooKeeper's `sync`, read-your-writes).
+    pub async fn wait_applied(&self, zxid: u64) {
+        let mut rx = self.subscribe_applied();
+        // The sender lives as long as `self`, so this cannot fail while we borrow it.
+        let _ = rx.wait_for(|applied| *applied >= zxid).await;
+    }
+
+    /// Every [`TreeEvent`] from now on, losslessly, until the receiver is dropped.
+    pub fn subscribe_events(&self) -> mpsc::UnboundedReceiver<Arc<TreeEvent>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.subscribers.lock().push(tx);
+        rx
+    }
+
+    fn publish(&self, event: TreeEvent) {
+        let mut subs = self.subscribers.lock();
+        if subs.is_empty() {
+            return;
+        }
+        let event = Arc::new(event);
+        subs.retain(|tx| tx.send(event.clone()).is_ok());
+    }
+
+    fn set_applied(&self, zxid: u64) {
+        self.applied_tx.send_replace(zxid);
+    }
+}
+
+/// One member's state machine. Shares its backend with the member's `LogStore`.
+pub struct StateMachine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<SharedState>,
+    backend: Arc<dyn LogBackend>,
+    // Serializes storing snapshots, so a slow build never overwrites a newer installed one.
+    snapshot_lock: Mutex<()>,
+    // Makes snapshot ids unique within this process.
+    snapshot_seq: AtomicU64,
+}
+
+/// Builds snapshots in the background, holding only a read lock while serializing the tree.
+pub struct SnapshotBuilder {
+    inner: Arc<Inner>,
+}
+
+impl StateMachine {
+    /// Restores the state machine from the latest stored snapshot, or starts empty.
+    pub fn open(backend: Arc<dyn LogBackend>) -> Result<StateMachine, BackendError> {
+        let state = match backend.load_snapshot()? {
+            Some(stored) => {
+                let (header, tree) = decode_envelope(&stored.data)?;
+                if header.last_applied != stored.meta.last_log_id {
+                    return Err(BackendError::corrupt("stored snapshot disagrees with its metadata"));
+                }
+                TreeState { tree, last_applied: header.last_applied, membership: stored.meta.last_membership }
+            }
+            None => TreeState { tree: DataTree::new(), last_applied: None, membership: StoredMembership::default() },
+        };
+        Ok(StateMachine {
+            inner: Arc::new(Inner {
+                shared: Arc::new(SharedState::new(state)),
+                backend,
+                snapshot_lock: Mutex::new(()),
+                snapshot_seq: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub fn shared(&self) -> Arc<SharedState> {
+        self.inner.shared.clone()
+    }
+}
+
+// --- the snapshot envelope ---
+
+const MAGIC: &[u8; 8] = b"CORRALSM";
+const ENVELOPE_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+/// `MAGIC | version: u32 LE | header length: u32 LE | bincode(Header) | tree snapshot`. The tree
+/// bytes go last and raw so that they are copied once, not re-encoded.
+fn encode_envelope(header: &Header, tree: &[u8]) -> Result<Vec<u8>, BackendError> {
+    let header = bincode::serialize(header)?;
+    let mut out = Vec::with_capacity(16 + header.len() + tree.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&ENVELOPE_VERSION.to_le_bytes());
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(tree);
+    Ok(out)
+}
+
+fn decode_envelope(bytes: &[u8]) -> Result<(Header, DataTree), BackendError> {
+    let corrupt = |what: &str| BackendError::corrupt(format!("state machine snapshot: {what}"));
+    if bytes.len() < 16 || &bytes[..8] != MAGIC {
+        return Err(corrupt("bad magic"));
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != ENVELOPE_VERSION {
+        return Err(corrupt(&format!("unsupported version {version}")));
+    }
+    let header_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
+    let rest = &bytes[16..];
+    if rest.len() < header_len {
+        return Err(corrupt("truncated header"));
+    }
+    let header: Header = bincode::deserialize(&rest[..header_len])?;
+    let tree = DataTree::from_snapshot(&rest[header_len..]).map_err(|e| corrupt(&e.to_string()))?;
+    Ok((header, tree))
+}
+
+fn snapshot_err(meta: Option<&SnapshotMeta>, verb: ErrorVerb, e: BackendError) -> StorageError {
+    StorageIOError::new(ErrorSubject::Snapshot(meta.map(|m| m.signature())), verb, AnyError::new(&e)).into()
+}
+
+impl Inner {
+    /// Stores `snapshot` unless a newer one is already stored.
+    fn save_if_newer(&self, snapshot: &StoredSnapshot) -> Result<(), BackendError> {
+        let _guard = self.snapshot_lock.lock();
+        if let Some(stored) = self.backend.load_snapshot()? {
+            if stored.meta.last_log_id > snapshot.meta.last_log_id {
+                return Ok(());
+            }
+        }
+        self.backend.save_snapshot(snapshot)
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let (header, tree) = {
+            let st = self.inner.shared.read();
+            let header = Header { last_applied: st.last_applied, membership: st.membership.clone() };
+            (header, st.tree.to_snapshot())
+        };
+        let data = encode_envelope(&header, &tree).map_err(|e| snapshot_err(None, ErrorVerb::Write, e))?;
+        drop(tree);
+        let seq = self.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let snapshot_id = match header.last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, seq),
+            None => format!("0-0-{seq}"),
+        };
+        let meta = SnapshotMeta { last_log_id: header.last_applied, last_membership: header.membership, snapshot_id };
+        let stored = StoredSnapshot { meta, data };
+        self.inner.save_if_newer(&stored).map_err(|e| snapshot_err(Some(&stored.meta), ErrorVerb::Write, e))?;
+        Ok(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let st = self.inner.shared.read();
+        Ok((st.last_applied, st.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let shared = &self.inner.shared;
+        let mut replies = Vec::new();
+        let mut applied = Vec::new();
+        let last_index = {
+            let mut st = shared.tree.write();
+            for entry in entries {
+                let index = entry.log_id.index;
+                // openraft never applies an entry twice to one instance; should it ever, the
+                // tree must not see it again (a second Create would fail, a second SetData
+                // would bump the version).
+                if st.last_applied.is_some_and(|l| l.index >= index) {
+                    tracing::warn!(%entry.log_id, "skipping re-application of an applied entry");
+                    replies.push(Response { result: Err(ErrorCode::RuntimeInconsistency) });
+                    continue;
+                }
+                let result = match entry.payload {
+                    EntryPayload::Blank => Ok(OpOutcome::Checked),
+                    EntryPayload::Normal(txn) => {
+                        let out = st.tree.apply(index, &txn);
+                        if !out.events.is_empty() {
+                            applied.push(AppliedEntry { zxid: index, events: out.events });
+                        }
+                        out.result
+                    }
+                    EntryPayload::Membership(m) => {
+                        st.membership = StoredMembership::new(Some(entry.log_id), m);
+                        Ok(OpOutcome::Checked)
+                    }
+                };
+                st.last_applied = Some(entry.log_id);
+                replies.push(Response { result });
+            }
+            st.last_applied.map_or(0, |l| l.index)
+        };
+        if !applied.is_empty() {
+            shared.publish(TreeEvent::Applied(applied));
+        }
+        shared.set_applied(last_index);
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder { inner: self.inner.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+        let err = |e| snapshot_err(Some(meta), ErrorVerb::Write, e);
+        let data = snapshot.into_inner();
+        let (header, tree) = decode_envelope(&data).map_err(err)?;
+        if header.last_applied != meta.last_log_id {
+            return Err(err(BackendError::corrupt(format!(
+                "snapshot data is as of {:?} but its metadata says {:?}",
+                header.last_applied, meta.last_log_id
+            ))));
+        }
+        let zxid = meta.last_log_id.map_or(0, |l| l.index);
+        {
+            // Persist before swapping: once the tree moves past the log, a crash must find the
+            // snapshot on disk.
+            let _guard = self.inner.snapshot_lock.lock();
+            self.inner.backend.save_snapshot(&StoredSnapshot { meta: meta.clone(), data }).map_err(err)?;
+            let mut st = self.inner.shared.tree.write();
+            *st = TreeState { tree, last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+        }
+        self.inner.shared.publish(TreeEvent::SnapshotInstalled { zxid });
+        self.inner.shared.set_applied(zxid);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let stored = self.inner.backend.load_snapshot().map_err(|e| snapshot_err(None, ErrorVerb::Read, e))?;
+        Ok(stored.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_rejects_garbage() {
+        assert!(decode_envelope(b"").is_err());
+        assert!(decode_envelope(b"NOTASNAPSHOTATALL").is_err());
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&2u32.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        assert!(decode_envelope(&bytes).is_err(), "unknown version");
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&ENVELOPE_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&100u32.to_le_bytes());
+        assert!(decode_envelope(&bytes).is_err(), "truncated header");
+    }
+}
