@@ -73,8 +73,7 @@ impl DataTree {
             TxnOp::Multi(ops) => Ok(self.apply_multi(&mut ctx, ops)),
             TxnOp::CreateSession { timeout_ms, password } => {
                 let session_id = session_id_for_zxid(zxid);
-                self.sessions
-                    .insert(session_id, SessionInfo { timeout_ms: *timeout_ms, password: password.clone() });
+                self.sessions.insert(session_id, SessionInfo { timeout_ms: *timeout_ms, password: password.clone() });
                 Ok(OpOutcome::SessionCreated { session_id, timeout_ms: *timeout_ms })
             }
             TxnOp::CloseSession { session_id } => self.close_session(&mut ctx, *session_id),
@@ -97,9 +96,7 @@ impl DataTree {
             TxnOp::SetData { path, data, version } => self.set_data(ctx, path, data, *version),
             TxnOp::SetAcl { path, acl, version } => self.set_acl(ctx, path, acl, *version),
             TxnOp::Check { path, version } => self.check(ctx, path, *version),
-            TxnOp::Multi(_) | TxnOp::CreateSession { .. } | TxnOp::CloseSession { .. } => {
-                Err(ErrorCode::BadArguments)
-            }
+            TxnOp::Multi(_) | TxnOp::CreateSession { .. } | TxnOp::CloseSession { .. } => Err(ErrorCode::BadArguments),
         }
     }
 
@@ -191,11 +188,7 @@ impl DataTree {
         let parent = self.node(parent_path).ok_or(ErrorCode::NoNode)?;
         check_acl(&parent.acl, perms::CREATE, ctx.auth)?;
         let parent_meta = parent.meta;
-        let path = if mode.is_sequential() {
-            format!("{path}{:010}", parent_meta.cversion)
-        } else {
-            path.to_owned()
-        };
+        let path = if mode.is_sequential() { format!("{path}{:010}", parent_meta.cversion) } else { path.to_owned() };
         if self.node(&path).is_some() {
             return Err(ErrorCode::NodeExists);
         }

@@ -90,9 +90,7 @@ impl std::fmt::Debug for DataTree {
 /// Equal trees: same nodes (paths, data, stats, ACLs), sessions and last zxid.
 impl PartialEq for DataTree {
     fn eq(&self, other: &Self) -> bool {
-        self.last_zxid == other.last_zxid
-            && self.nodes == other.nodes
-            && self.sessions == other.sessions
+        self.last_zxid == other.last_zxid && self.nodes == other.nodes && self.sessions == other.sessions
     }
 }
 
@@ -223,9 +221,9 @@ impl DataTree {
                 ReadOp::GetData { path } => {
                     self.get_data(path, auth).map(|(data, stat)| ReadOutcome::Data { data, stat })
                 }
-                ReadOp::GetChildren { path } => self
-                    .get_children(path, auth)
-                    .map(|(children, stat)| ReadOutcome::Children { children, stat }),
+                ReadOp::GetChildren { path } => {
+                    self.get_children(path, auth).map(|(children, stat)| ReadOutcome::Children { children, stat })
+                }
             })
             .collect()
     }
@@ -272,9 +270,7 @@ impl DataTree {
     pub fn empty_containers(&self) -> Vec<String> {
         self.containers
             .iter()
-            .filter(|path| {
-                self.node(path).is_some_and(|n| n.meta.num_children == 0 && n.meta.cversion > 0)
-            })
+            .filter(|path| self.node(path).is_some_and(|n| n.meta.num_children == 0 && n.meta.cversion > 0))
             .cloned()
             .collect()
     }

@@ -4,8 +4,7 @@
 use corral_proto::ErrorCode;
 
 /// The paths ZooKeeper refuses to delete (`DataTree.isSpecialPath`).
-pub(crate) const SPECIAL_PATHS: [&str; 4] =
-    ["/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"];
+pub(crate) const SPECIAL_PATHS: [&str; 4] = ["/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"];
 
 /// Checks a path exactly as ZooKeeper's `PathUtils.validatePath` does: absolute, no
 /// trailing `/` (except the root), no empty, `.` or `..` segment, and none of the

@@ -57,13 +57,9 @@ fn step() -> impl Strategy<Value = Step> {
 
 fn to_txn_op(op: &Op) -> TxnOp {
     match op.clone() {
-        Op::Create { path, data } => TxnOp::Create {
-            path: path.into(),
-            data,
-            acl: Acl::open_unsafe(),
-            mode: CreateMode::Persistent,
-            ttl_ms: 0,
-        },
+        Op::Create { path, data } => {
+            TxnOp::Create { path: path.into(), data, acl: Acl::open_unsafe(), mode: CreateMode::Persistent, ttl_ms: 0 }
+        }
         Op::Delete { path, version } => TxnOp::Delete { path: path.into(), version },
         Op::SetData { path, data, version } => TxnOp::SetData { path: path.into(), data, version },
         Op::Check { path, version } => TxnOp::Check { path: path.into(), version },

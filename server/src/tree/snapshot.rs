@@ -287,14 +287,7 @@ impl DataTree {
             let acl_index = usize::try_from(r.u64()?).map_err(|_| corrupt("ACL index overflow"))?;
             let acl = lists.get(acl_index).cloned().ok_or_else(|| corrupt("ACL index out of range"))?;
             let mut m = Meta::default();
-            for v in [
-                &mut m.czxid,
-                &mut m.mzxid,
-                &mut m.pzxid,
-                &mut m.ctime,
-                &mut m.mtime,
-                &mut m.ephemeral_owner,
-            ] {
+            for v in [&mut m.czxid, &mut m.mzxid, &mut m.pzxid, &mut m.ctime, &mut m.mtime, &mut m.ephemeral_owner] {
                 *v = r.i64()?;
             }
             for v in [&mut m.version, &mut m.cversion, &mut m.aversion, &mut m.num_children] {
