@@ -14,7 +14,7 @@ use crate::tree::{self, Acl, CreateMode, Id, OpOutcome, ReadOp, ReadOutcome, Sta
 pub fn status(err: MemberError) -> tonic::Status {
     match err {
         MemberError::Zk { code, message } => to_status(code, message),
-        MemberError::Unavailable(msg) => tonic::Status::unavailable(msg),
+        MemberError::Unavailable(msg) | MemberError::NotLeader(msg) => tonic::Status::unavailable(msg),
     }
 }
 

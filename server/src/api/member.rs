@@ -41,6 +41,9 @@ pub enum MemberError {
     /// No leader could be reached: the outcome of a write is unknown.
     #[error("no leader reachable: {0}")]
     Unavailable(String),
+    /// The member asked is not the leader and proposed nothing: safe to retry elsewhere.
+    #[error("not the leader: {0}")]
+    NotLeader(String),
 }
 
 impl MemberError {
@@ -106,7 +109,14 @@ impl Member {
                             self.wait_applied(zxid, CATCH_UP_WAIT).await?;
                             return Ok((result, zxid));
                         }
-                        Ok(Err(MemberError::Unavailable(_))) | Err(_) => op = Some(req.op),
+                        // Nothing was proposed: try again once a leader is known.
+                        Ok(Err(MemberError::NotLeader(_))) | Err(ForwardFailure::NotSent(_)) => {
+                            op = Some(req.op)
+                        }
+                        // The leader may have proposed it: retrying could apply it twice
+                        // (a create would then fail with NodeExists), so the outcome is
+                        // reported as unknown, as ZooKeeper's ConnectionLoss.
+                        Err(ForwardFailure::Lost(e)) => return Err(MemberError::Unavailable(e)),
                         Ok(Err(e)) => return Err(e),
                     }
                 }
@@ -161,16 +171,20 @@ impl Member {
         &self,
         leader: NodeId,
         req: &ForwardRequest,
-    ) -> Result<ForwardResponse, MemberError> {
-        let mut client = self.peer(leader).await?;
-        let body = encode(req).map_err(|s| MemberError::Unavailable(s.to_string()))?;
+    ) -> Result<ForwardResponse, ForwardFailure> {
+        let mut client = self.peer(leader).await.map_err(|e| ForwardFailure::NotSent(e.to_string()))?;
+        let body = encode(req).map_err(|s| ForwardFailure::NotSent(s.to_string()))?;
         let mut request = authed(&self.secret, body);
         request.set_timeout(LEADER_WAIT);
-        let reply = client
-            .forward(request)
-            .await
-            .map_err(|s| MemberError::Unavailable(format!("forward to {leader}: {s}")))?;
-        decode(&reply.into_inner()).map_err(|s| MemberError::Unavailable(s.to_string()))
+        let reply = client.forward(request).await.map_err(|s| {
+            let what = format!("forward to {leader}: {s}");
+            if never_sent(&s) {
+                ForwardFailure::NotSent(what)
+            } else {
+                ForwardFailure::Lost(what)
+            }
+        })?;
+        decode(&reply.into_inner()).map_err(|s| ForwardFailure::Lost(s.to_string()))
     }
 
     /// The leader's confirmed commit index: reading after this replica has applied
@@ -242,6 +256,33 @@ impl Member {
     pub fn applied_zxid(&self) -> u64 {
         self.state.applied_zxid()
     }
+}
+
+/// Why a forwarded write got no answer from the leader.
+#[derive(Debug)]
+pub enum ForwardFailure {
+    /// The request never left this member (no connection could be opened).
+    NotSent(String),
+    /// The request may have reached the leader.
+    Lost(String),
+}
+
+/// Whether a failed call provably never reached the peer: the connection itself
+/// could not be made. tonic reports that only as text in the error chain.
+fn never_sent(status: &tonic::Status) -> bool {
+    if status.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        text.push_str(&format!(" | {e}"));
+        source = e.source();
+    }
+    let text = text.to_ascii_lowercase();
+    text.contains("error trying to connect")
+        || text.contains("tcp connect error")
+        || text.contains("connection refused")
 }
 
 /// Why a proposal on this member did not go through.

@@ -63,7 +63,7 @@ impl RaftPeer for PeerService {
         let reply: ForwardResponse = match self.member.propose(fwd.session_id, fwd.auth, fwd.op).await {
             Ok(r) => Ok(r),
             Err(ProposeError::NotLeader) => {
-                Err(MemberError::Unavailable(format!("member {} is not the leader", self.member.id)))
+                Err(MemberError::NotLeader(format!("member {} is not the leader", self.member.id)))
             }
             Err(ProposeError::Fatal(e)) => Err(MemberError::Unavailable(e)),
         };

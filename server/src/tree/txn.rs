@@ -128,9 +128,22 @@ pub struct Txn {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnOp {
-    Create { path: String, data: Vec<u8>, acl: Vec<Acl>, mode: CreateMode, ttl_ms: i64 },
+    // `serde_bytes`: payloads of up to 1 MiB are copied as one block, not encoded byte by byte.
+    Create {
+        path: String,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        acl: Vec<Acl>,
+        mode: CreateMode,
+        ttl_ms: i64,
+    },
     Delete { path: String, version: i32 },
-    SetData { path: String, data: Vec<u8>, version: i32 },
+    SetData {
+        path: String,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        version: i32,
+    },
     SetAcl { path: String, acl: Vec<Acl>, version: i32 },
     Check { path: String, version: i32 },
     /// Atomic: every op applies or none does. Holds only Create/Delete/SetData/Check.
