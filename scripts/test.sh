@@ -10,10 +10,24 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE=1
 
 step() { printf '\n==== %s ====\n' "$*"; }
+started=$(date +%s)
+
+step "toolchain"
+cargo --version
+rustc --version
 
 step "build (all targets)"
 cargo build --workspace --all-targets --locked
 
+step "lint (clippy, warnings are errors)"
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+else
+    echo "clippy is not installed with this toolchain; skipped"
+fi
+
 step "unit, property and integration tests"
 # Integration tests start whole ensembles on loopback; two at a time suits a 2-core machine.
 cargo test --workspace --locked -- --test-threads=2
+
+step "done in $(( $(date +%s) - started )) s"

@@ -143,7 +143,7 @@ async fn killing_the_leader_elects_a_new_one_and_loses_no_acknowledged_write() {
         w.await.unwrap();
     }
 
-    let outcomes = outcomes.lock();
+    let outcomes = std::mem::take(&mut *outcomes.lock());
     for id in cluster.live_ids() {
         let c = client_of(&cluster, id).await.linearizable();
         let (children, _) = c.get_children("/w").await.unwrap();
@@ -159,8 +159,6 @@ async fn killing_the_leader_elects_a_new_one_and_loses_no_acknowledged_write() {
             );
         }
     }
-    drop(outcomes);
-
     // The old leader comes back as a follower and catches up.
     cluster.restart(old_leader).await;
     let leader = cluster.wait_leader(LEADER_WAIT).await;
@@ -265,12 +263,13 @@ async fn a_member_that_missed_many_entries_catches_up_by_snapshot() {
         snapshot.is_some_and(|s| s.index > lagging_had),
         "member {lagging} caught up without a newer snapshot: {snapshot:?}"
     );
-    let st = cluster.member(lagging).state.read();
-    assert_eq!(st.tree.get_all_children_number("/snap").unwrap(), 400);
-    let (data, stat) = st.tree.get_data("/snap", &[]).unwrap();
-    assert_eq!(data, b"tick");
-    assert_eq!(stat.version, 300);
-    drop(st);
+    {
+        let st = cluster.member(lagging).state.read();
+        assert_eq!(st.tree.get_all_children_number("/snap").unwrap(), 400);
+        let (data, stat) = st.tree.get_data("/snap", &[]).unwrap();
+        assert_eq!(data, b"tick");
+        assert_eq!(stat.version, 300);
+    }
     let leader_digest = cluster.member(leader).state.read().tree.digest();
     cluster.wait_applied(lagging, cluster.member(leader).applied_zxid(), Duration::from_secs(5)).await;
     assert_eq!(cluster.member(lagging).state.read().tree.digest(), leader_digest);
