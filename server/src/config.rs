@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+/// The largest `max_data_len` accepted: a znode must fit in one gRPC message with room to spare.
+pub const MAX_DATA_LEN_CEILING: usize = 32 * 1024 * 1024;
+
 /// A voting member of the initial ensemble.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberAddr {
@@ -29,7 +32,8 @@ pub struct Config {
     pub cluster_secret: String,
     /// ZooKeeper's tickTime, in ms: session timeouts are negotiated within [2, 20] ticks.
     pub tick_ms: u32,
-    /// Largest znode payload in bytes (ZooKeeper's jute.maxbuffer, 1 MiB by default).
+    /// Largest znode payload in bytes (ZooKeeper's jute.maxbuffer, 1 MiB by default). Must be
+    /// the same on every member, and below the 64 MiB gRPC message limit.
     pub max_data_len: usize,
     /// Leader heartbeat interval, in ms.
     pub heartbeat_ms: u64,
@@ -123,8 +127,8 @@ impl Config {
         if self.election_timeout_max_ms <= self.election_timeout_min_ms {
             return bad("election_timeout_max_ms must exceed election_timeout_min_ms".into());
         }
-        if self.max_data_len == 0 {
-            return bad("max_data_len must be > 0".into());
+        if self.max_data_len == 0 || self.max_data_len > MAX_DATA_LEN_CEILING {
+            return bad(format!("max_data_len must be in 1..={MAX_DATA_LEN_CEILING}"));
         }
         if self.snapshot_every == 0 {
             return bad("snapshot_every must be > 0".into());

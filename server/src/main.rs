@@ -49,6 +49,9 @@ struct ServeArgs {
     /// Snapshot after this many log entries.
     #[arg(long)]
     snapshot_every: Option<u64>,
+    /// Largest znode payload in bytes (jute.maxbuffer); the same on every member.
+    #[arg(long)]
+    max_data_len: Option<usize>,
 }
 
 impl ServeArgs {
@@ -77,6 +80,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.snapshot_every {
             c.snapshot_every = v;
+        }
+        if let Some(v) = self.max_data_len {
+            c.max_data_len = v;
         }
         if c.members.is_empty() {
             // A lone member with no list forms a one-member ensemble.

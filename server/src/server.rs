@@ -84,7 +84,7 @@ impl Server {
 
     async fn open_member(config: &Config, backend: Arc<dyn LogBackend>) -> Result<Arc<Member>, ServerError> {
         let log_store = LogStore::new(backend.clone());
-        let state_machine = StateMachine::open(backend)?;
+        let state_machine = StateMachine::open_with_limit(backend, config.max_data_len)?;
         let shared = state_machine.shared();
         let raft_config = Arc::new(
             config.raft_config().validate().map_err(|e| ServerError::Raft(e.to_string()))?,

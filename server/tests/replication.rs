@@ -297,6 +297,23 @@ async fn a_minority_cannot_acknowledge_writes() {
     cluster.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_limit_is_configurable() {
+    let cluster = TestCluster::start_with(3, |c| c.max_data_len = 2 * 1024 * 1024).await;
+    cluster.wait_leader(LEADER_WAIT).await;
+    let client = client_of_all(&cluster).await;
+    let big = vec![3u8; 1536 * 1024];
+    client.create("/big", &big, persistent()).await.unwrap();
+    let too_big = vec![3u8; 2 * 1024 * 1024 + 1];
+    assert_eq!(code(client.set_data("/big", &too_big, None).await), ErrorCode::BadArguments);
+    for id in 1..=3 {
+        let c = client_of(&cluster, id).await;
+        c.sync("/").await.unwrap();
+        assert_eq!(c.get_data("/big").await.unwrap().0.len(), big.len(), "member {id}");
+    }
+    cluster.shutdown().await;
+}
+
 fn code(r: Result<impl std::fmt::Debug, Error>) -> ErrorCode {
     match r {
         Ok(v) => panic!("expected an error, got {v:?}"),

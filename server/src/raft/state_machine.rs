@@ -134,17 +134,30 @@ pub struct SnapshotBuilder {
 }
 
 impl StateMachine {
-    /// Restores the state machine from the latest stored snapshot, or starts empty.
+    /// Restores the state machine from the latest stored snapshot, or starts empty, with the
+    /// default 1 MiB data limit.
     pub fn open(backend: Arc<dyn LogBackend>) -> Result<StateMachine, BackendError> {
+        StateMachine::open_with_limit(backend, crate::tree::DEFAULT_MAX_DATA_LEN)
+    }
+
+    /// Like [`StateMachine::open`] with the member's data limit (`Config::max_data_len`), which,
+    /// like ZooKeeper's jute.maxbuffer, must be the same on every member: the tree enforces it
+    /// when applying, so members that disagree would apply the same entry differently.
+    pub fn open_with_limit(backend: Arc<dyn LogBackend>, max_data_len: usize) -> Result<StateMachine, BackendError> {
         let state = match backend.load_snapshot()? {
             Some(stored) => {
-                let (header, tree) = decode_envelope(&stored.data)?;
+                let (header, mut tree) = decode_envelope(&stored.data)?;
+                tree.set_max_data_len(max_data_len);
                 if header.last_applied != stored.meta.last_log_id {
                     return Err(BackendError::corrupt("stored snapshot disagrees with its metadata"));
                 }
                 TreeState { tree, last_applied: header.last_applied, membership: stored.meta.last_membership }
             }
-            None => TreeState { tree: DataTree::new(), last_applied: None, membership: StoredMembership::default() },
+            None => TreeState {
+                tree: DataTree::with_max_data_len(max_data_len),
+                last_applied: None,
+                membership: StoredMembership::default(),
+            },
         };
         Ok(StateMachine {
             inner: Arc::new(Inner {
@@ -307,7 +320,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
         let err = |e| snapshot_err(Some(meta), ErrorVerb::Write, e);
         let data = snapshot.into_inner();
-        let (header, tree) = decode_envelope(&data).map_err(err)?;
+        let (header, mut tree) = decode_envelope(&data).map_err(err)?;
+        tree.set_max_data_len(self.inner.shared.read().tree.max_data_len());
         if header.last_applied != meta.last_log_id {
             return Err(err(BackendError::corrupt(format!(
                 "snapshot data is as of {:?} but its metadata says {:?}",
