@@ -324,7 +324,7 @@ impl Client {
         if let Err(e) = path::validate(path, false) {
             return Reply::ready(Err(e));
         }
-        let req = pb::GetDataRequest { header: Some(self.header(Kind::Read)), path: path.to_string() };
+        let req = pb::GetDataRequest { header: Some(self.header(Kind::Read)), path: path.to_string(), watch: false };
         self.submit(
             Kind::Read,
             req,
@@ -338,7 +338,7 @@ impl Client {
         if let Err(e) = path::validate(path, false) {
             return Reply::ready(Err(e));
         }
-        let req = pb::ExistsRequest { header: Some(self.header(Kind::Read)), path: path.to_string() };
+        let req = pb::ExistsRequest { header: Some(self.header(Kind::Read)), path: path.to_string(), watch: false };
         self.submit(
             Kind::Read,
             req,
@@ -356,7 +356,7 @@ impl Client {
             return Reply::ready(Err(e));
         }
         let req =
-            pb::GetChildrenRequest { header: Some(self.header(Kind::Read)), path: path.to_string() };
+            pb::GetChildrenRequest { header: Some(self.header(Kind::Read)), path: path.to_string(), watch: false };
         self.submit(
             Kind::Read,
             req,

@@ -128,9 +128,9 @@ impl From<Op> for pb::Op {
             Op::Check { path, version } => {
                 W::Check(pb::CheckRequest { header: None, path, version })
             }
-            Op::GetData { path } => W::GetData(pb::GetDataRequest { header: None, path }),
+            Op::GetData { path } => W::GetData(pb::GetDataRequest { header: None, path, watch: false }),
             Op::GetChildren { path } => {
-                W::GetChildren(pb::GetChildrenRequest { header: None, path })
+                W::GetChildren(pb::GetChildrenRequest { header: None, path, watch: false })
             }
         };
         pb::Op { op: Some(inner) }

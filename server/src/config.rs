@@ -46,6 +46,12 @@ pub struct Config {
     /// Log entries kept behind a snapshot, so briefly lagging members catch up
     /// from the log instead of a full snapshot.
     pub keep_logs_behind_snapshot: u64,
+    /// Session streams one client address may hold on this member (ZooKeeper's
+    /// maxClientCnxns); 0 = unlimited.
+    pub max_client_cnxns: u32,
+    /// How often the leader looks for empty containers and expired TTL nodes, in ms
+    /// (ZooKeeper's znode.container.checkIntervalMs).
+    pub container_check_ms: u64,
 }
 
 impl Default for Config {
@@ -63,6 +69,8 @@ impl Default for Config {
             election_timeout_max_ms: 2000,
             snapshot_every: 20_000,
             keep_logs_behind_snapshot: 5_000,
+            max_client_cnxns: 60,
+            container_check_ms: 60_000,
         }
     }
 }
@@ -129,6 +137,9 @@ impl Config {
         }
         if self.max_data_len == 0 || self.max_data_len > MAX_DATA_LEN_CEILING {
             return bad(format!("max_data_len must be in 1..={MAX_DATA_LEN_CEILING}"));
+        }
+        if self.container_check_ms == 0 {
+            return bad("container_check_ms must be > 0".into());
         }
         if self.snapshot_every == 0 {
             return bad("snapshot_every must be > 0".into());

@@ -12,6 +12,7 @@
 //! - [`raft`]: the thin openraft adapter: types, log store, state machine, network.
 //! - [`api`]: the gRPC services (client API and the internal peer service), and
 //!   the read/write paths between them and Raft.
+//! - [`watch`]: watches and session connections per member (ZooKeeper's WatchManager).
 //! - [`config`]: one configuration type, from TOML and flags, with one validator.
 //! - [`server`]: `Server::start` with already-bound listeners, for `main` and tests.
 //! - [`testing`]: `TestCluster`, in-process members on loopback for tests.
@@ -24,3 +25,4 @@ pub mod server;
 pub mod storage;
 pub mod testing;
 pub mod tree;
+pub mod watch;

@@ -50,6 +50,8 @@ pub struct Server {
     addr: std::net::SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     serving: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    /// The session-expiry and sweep loop (`api::sessions`).
+    sessions: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -78,8 +80,13 @@ impl Server {
         let serving = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
             let _ = stopped.await;
         }));
+        let sessions = tokio::spawn(crate::api::sessions::run(
+            member.clone(),
+            config.tick_ms,
+            Duration::from_millis(config.container_check_ms),
+        ));
         tracing::info!(id = config.id, %addr, "member serving");
-        Ok(Server { member, addr, stop: Some(stop), serving: Some(serving) })
+        Ok(Server { member, addr, stop: Some(stop), serving: Some(serving), sessions: Some(sessions) })
     }
 
     async fn open_member(config: &Config, backend: Arc<dyn LogBackend>) -> Result<Arc<Member>, ServerError> {
@@ -126,7 +133,7 @@ impl Server {
         let data = DataServer::new(DataService::new(member.clone(), config.max_data_len))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let session = SessionServer::new(SessionService::new(member.clone(), config.tick_ms as i32));
+        let session = SessionServer::new(SessionService::new(member.clone(), config.tick_ms as i32, config.max_client_cnxns));
         let cluster = ClusterServer::new(ClusterService::new(member.clone()));
         let peer = RaftPeerServer::new(PeerService::new(member.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -153,6 +160,9 @@ impl Server {
     }
 
     async fn stop_inner(&mut self) {
+        if let Some(sessions) = self.sessions.take() {
+            sessions.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -172,6 +182,9 @@ impl Drop for Server {
     /// A member dropped without `shutdown` (a test "kill") stops serving at once
     /// and its Raft tasks stop in the background.
     fn drop(&mut self) {
+        if let Some(sessions) = self.sessions.take() {
+            sessions.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
             let raft = self.member.raft.clone();

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, status, zk_status};
 use super::member::Member;
 use crate::tree::{Id, OpOutcome, TxnOp};
+use crate::watch::WatchKind;
 
 pub struct DataService {
     member: Arc<Member>,
@@ -23,12 +24,42 @@ impl DataService {
         DataService { member, max_data_len }
     }
 
-    fn header_at(&self, zxid: u64) -> Option<pb::ResponseHeader> {
-        Some(pb::ResponseHeader { zxid, member_id: self.member.id })
+    /// The reply header for a request of `session_id` (0: none), as of `zxid`. `event_seq`
+    /// counts the notices already queued on the session's stream here, which the client
+    /// receives before it acts on this reply.
+    fn header_at(&self, zxid: u64, session_id: i64) -> Option<pb::ResponseHeader> {
+        let event_seq = if session_id == 0 { 0 } else { self.member.state.watches.lock().seq(session_id) };
+        Some(pb::ResponseHeader { zxid, member_id: self.member.id, event_seq })
     }
 
-    fn header(&self) -> Option<pb::ResponseHeader> {
-        self.header_at(self.member.applied_zxid())
+    fn header(&self, session_id: i64) -> Option<pb::ResponseHeader> {
+        self.header_at(self.member.applied_zxid(), session_id)
+    }
+
+    /// A request that names a session keeps it alive; a session that is not open (never was,
+    /// expired, closed) is refused, as ZooKeeper refuses an expired session's requests. The
+    /// check runs after the replica caught up with the client, which has seen its session open.
+    fn check_session(&self, session_id: i64) -> Result<(), Status> {
+        if session_id == 0 {
+            return Ok(());
+        }
+        self.member.sessions.touch(session_id);
+        if self.member.state.read().tree.session(session_id).is_none() {
+            return Err(zk_status(ErrorCode::SessionExpired, format!("session {session_id:#x} is not open")));
+        }
+        Ok(())
+    }
+
+    /// Registers a one-shot watch for the session, under the tree read lock `st` the read was
+    /// made with, so no change can fall between the read and the registration.
+    fn register_watch(&self, session_id: i64, kind: WatchKind, path: &str) -> Result<(), Status> {
+        if session_id == 0 {
+            return Err(zk_status(ErrorCode::BadArguments, "a watch belongs to a session: open one first"));
+        }
+        if !self.member.state.watches.lock().register(session_id, kind, path) {
+            return Err(super::session::not_attached(self.member.id, session_id));
+        }
+        Ok(())
     }
 
     fn check_size(&self, data: &[u8]) -> Result<(), Status> {
@@ -49,7 +80,12 @@ impl DataService {
         op: TxnOp,
     ) -> Result<(OpOutcome, u64), Status> {
         let auth = convert::identities(header, req.remote_addr().map(|a| a.ip()))?;
-        let session = header.map(|h| h.session_id).unwrap_or(0);
+        let session = session_of(header);
+        if session != 0 {
+            let min = header.map_or(0, |h| h.min_zxid);
+            self.member.read_barrier(min, false).await.map_err(status)?;
+            self.check_session(session)?;
+        }
         let path = op_path(&op).to_string();
         let (result, zxid) = self.member.write(session, auth, op).await.map_err(status)?;
         match result {
@@ -67,8 +103,18 @@ impl DataService {
         let auth = convert::identities(header, req.remote_addr().map(|a| a.ip()))?;
         let (min, lin) = header.map(|h| (h.min_zxid, h.linearizable)).unwrap_or((0, false));
         self.member.read_barrier(min, lin).await.map_err(status)?;
+        self.check_session(session_of(header))?;
         Ok(auth)
     }
+}
+
+/// The zxid of the tree state a read under `st` saw.
+fn applied(st: &crate::raft::state_machine::TreeState) -> u64 {
+    st.last_applied.map_or(0, |l| l.index)
+}
+
+fn session_of(header: Option<&pb::RequestHeader>) -> i64 {
+    header.map_or(0, |h| h.session_id)
 }
 
 /// The path an op names, for error messages (as ZooKeeper's "KeeperErrorCode = NoNode for /a").
@@ -95,7 +141,7 @@ impl Data for DataService {
         let op = convert::create_op(r)?;
         match self.write(&req, r.header.as_ref(), op).await? {
             (OpOutcome::Created { path, stat }, zxid) => Ok(Response::new(pb::CreateResponse {
-                header: self.header_at(zxid),
+                header: self.header_at(zxid, session_of(r.header.as_ref())),
                 path,
                 stat: Some(convert::stat_to_pb(&stat)),
             })),
@@ -107,7 +153,7 @@ impl Data for DataService {
         let r = req.get_ref();
         let op = TxnOp::Delete { path: r.path.clone(), version: r.version };
         let (_, zxid) = self.write(&req, r.header.as_ref(), op).await?;
-        Ok(Response::new(pb::DeleteResponse { header: self.header_at(zxid) }))
+        Ok(Response::new(pb::DeleteResponse { header: self.header_at(zxid, session_of(r.header.as_ref())) }))
     }
 
     async fn set_data(&self, req: Request<pb::SetDataRequest>) -> Result<Response<pb::SetDataResponse>, Status> {
@@ -116,7 +162,7 @@ impl Data for DataService {
         let op = TxnOp::SetData { path: r.path.clone(), data: r.data.to_vec(), version: r.version };
         match self.write(&req, r.header.as_ref(), op).await? {
             (OpOutcome::DataSet { stat }, zxid) => Ok(Response::new(pb::SetDataResponse {
-                header: self.header_at(zxid),
+                header: self.header_at(zxid, session_of(r.header.as_ref())),
                 stat: Some(convert::stat_to_pb(&stat)),
             })),
             (o, _) => Err(unexpected(o)),
@@ -126,28 +172,32 @@ impl Data for DataService {
     async fn get_data(&self, req: Request<pb::GetDataRequest>) -> Result<Response<pb::GetDataResponse>, Status> {
         let r = req.get_ref();
         let auth = self.read_ready(&req, r.header.as_ref()).await?;
-        let (data, stat) = {
+        let session = session_of(r.header.as_ref());
+        let (data, stat, header) = {
             let st = self.member.state.read();
-            st.tree.get_data(&r.path, &auth).map_err(|c| zk_status(c, r.path.clone()))?
+            let (data, stat) = st.tree.get_data(&r.path, &auth).map_err(|c| zk_status(c, r.path.clone()))?;
+            if r.watch {
+                self.register_watch(session, WatchKind::Data, &r.path)?;
+            }
+            (data, stat, self.header_at(applied(&st), session))
         };
-        Ok(Response::new(pb::GetDataResponse {
-            header: self.header(),
-            data: data.into(),
-            stat: Some(convert::stat_to_pb(&stat)),
-        }))
+        Ok(Response::new(pb::GetDataResponse { header, data: data.into(), stat: Some(convert::stat_to_pb(&stat)) }))
     }
 
     async fn exists(&self, req: Request<pb::ExistsRequest>) -> Result<Response<pb::ExistsResponse>, Status> {
         let r = req.get_ref();
         self.read_ready(&req, r.header.as_ref()).await?;
-        let stat = {
+        let session = session_of(r.header.as_ref());
+        let (stat, header) = {
             let st = self.member.state.read();
-            st.tree.exists(&r.path).map_err(|c| zk_status(c, r.path.clone()))?
+            let stat = st.tree.exists(&r.path).map_err(|c| zk_status(c, r.path.clone()))?;
+            // Set whether or not the node exists: on a missing node it waits for NodeCreated.
+            if r.watch {
+                self.register_watch(session, WatchKind::Data, &r.path)?;
+            }
+            (stat, self.header_at(applied(&st), session))
         };
-        Ok(Response::new(pb::ExistsResponse {
-            header: self.header(),
-            stat: stat.as_ref().map(convert::stat_to_pb),
-        }))
+        Ok(Response::new(pb::ExistsResponse { header, stat: stat.as_ref().map(convert::stat_to_pb) }))
     }
 
     async fn get_children(
@@ -156,15 +206,17 @@ impl Data for DataService {
     ) -> Result<Response<pb::GetChildrenResponse>, Status> {
         let r = req.get_ref();
         let auth = self.read_ready(&req, r.header.as_ref()).await?;
-        let (children, stat) = {
+        let session = session_of(r.header.as_ref());
+        let (children, stat, header) = {
             let st = self.member.state.read();
-            st.tree.get_children(&r.path, &auth).map_err(|c| zk_status(c, r.path.clone()))?
+            let (children, stat) =
+                st.tree.get_children(&r.path, &auth).map_err(|c| zk_status(c, r.path.clone()))?;
+            if r.watch {
+                self.register_watch(session, WatchKind::Child, &r.path)?;
+            }
+            (children, stat, self.header_at(applied(&st), session))
         };
-        Ok(Response::new(pb::GetChildrenResponse {
-            header: self.header(),
-            children,
-            stat: Some(convert::stat_to_pb(&stat)),
-        }))
+        Ok(Response::new(pb::GetChildrenResponse { header, children, stat: Some(convert::stat_to_pb(&stat)) }))
     }
 
     async fn get_all_children_number(
@@ -177,7 +229,7 @@ impl Data for DataService {
             let st = self.member.state.read();
             st.tree.get_all_children_number(&r.path).map_err(|c| zk_status(c, r.path.clone()))?
         };
-        Ok(Response::new(pb::GetAllChildrenNumberResponse { header: self.header(), number }))
+        Ok(Response::new(pb::GetAllChildrenNumberResponse { header: self.header(session_of(r.header.as_ref())), number }))
     }
 
     async fn get_ephemerals(
@@ -189,7 +241,7 @@ impl Data for DataService {
         let session = r.header.as_ref().map(|h| h.session_id).unwrap_or(0);
         let prefix = if r.prefix_path.is_empty() { "/" } else { r.prefix_path.as_str() };
         let paths = self.member.state.read().tree.get_ephemerals(session, prefix);
-        Ok(Response::new(pb::GetEphemeralsResponse { header: self.header(), paths }))
+        Ok(Response::new(pb::GetEphemeralsResponse { header: self.header(session_of(r.header.as_ref())), paths }))
     }
 
     async fn get_acl(&self, req: Request<pb::GetAclRequest>) -> Result<Response<pb::GetAclResponse>, Status> {
@@ -200,7 +252,7 @@ impl Data for DataService {
             st.tree.get_acl(&r.path).map_err(|c| zk_status(c, r.path.clone()))?
         };
         Ok(Response::new(pb::GetAclResponse {
-            header: self.header(),
+            header: self.header(session_of(r.header.as_ref())),
             acl: acl.iter().map(convert::acl_to_pb).collect(),
             stat: Some(convert::stat_to_pb(&stat)),
         }))
@@ -215,7 +267,7 @@ impl Data for DataService {
         };
         match self.write(&req, r.header.as_ref(), op).await? {
             (OpOutcome::AclSet { stat }, zxid) => Ok(Response::new(pb::SetAclResponse {
-                header: self.header_at(zxid),
+                header: self.header_at(zxid, session_of(r.header.as_ref())),
                 stat: Some(convert::stat_to_pb(&stat)),
             })),
             (o, _) => Err(unexpected(o)),
@@ -226,7 +278,7 @@ impl Data for DataService {
         let r = req.get_ref();
         let op = TxnOp::Check { path: r.path.clone(), version: r.version };
         let (_, zxid) = self.write(&req, r.header.as_ref(), op).await?;
-        Ok(Response::new(pb::CheckResponse { header: self.header_at(zxid) }))
+        Ok(Response::new(pb::CheckResponse { header: self.header_at(zxid, session_of(r.header.as_ref())) }))
     }
 
     async fn multi(&self, req: Request<pb::MultiRequest>) -> Result<Response<pb::MultiResponse>, Status> {
@@ -238,7 +290,12 @@ impl Data for DataService {
             }
         }
         let auth = convert::identities(r.header.as_ref(), req.remote_addr().map(|a| a.ip()))?;
-        let session = r.header.as_ref().map(|h| h.session_id).unwrap_or(0);
+        let session = session_of(r.header.as_ref());
+        if session != 0 {
+            let min = r.header.as_ref().map_or(0, |h| h.min_zxid);
+            self.member.read_barrier(min, false).await.map_err(status)?;
+            self.check_session(session)?;
+        }
         let (result, zxid) =
             self.member.write(session, auth, TxnOp::Multi(ops)).await.map_err(status)?;
         // A failed multi is still a reply with per-op results, as in ZooKeeper.
@@ -247,7 +304,7 @@ impl Data for DataService {
             Ok(o) => return Err(unexpected(o)),
             Err(code) => return Err(zk_status(code, "multi")),
         };
-        Ok(Response::new(pb::MultiResponse { header: self.header_at(zxid), results }))
+        Ok(Response::new(pb::MultiResponse { header: self.header_at(zxid, session_of(r.header.as_ref())), results }))
     }
 
     async fn multi_read(&self, req: Request<pb::MultiRequest>) -> Result<Response<pb::MultiResponse>, Status> {
@@ -259,7 +316,7 @@ impl Data for DataService {
             st.tree.multi_read(&ops, &auth)
         };
         Ok(Response::new(pb::MultiResponse {
-            header: self.header(),
+            header: self.header(session_of(r.header.as_ref())),
             results: results.iter().map(convert::read_result_to_pb).collect(),
         }))
     }
@@ -269,6 +326,6 @@ impl Data for DataService {
         let index = self.member.read_index().await.map_err(status)?;
         let min = r.header.as_ref().map(|h| h.min_zxid).unwrap_or(0);
         self.member.read_barrier(min.max(index), false).await.map_err(status)?;
-        Ok(Response::new(pb::SyncResponse { header: self.header(), path: r.path.clone() }))
+        Ok(Response::new(pb::SyncResponse { header: self.header(session_of(r.header.as_ref())), path: r.path.clone() }))
     }
 }

@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
+use super::sessions::SessionTracker;
 use crate::raft::network::{authed, decode, encode, peer_channel};
 use crate::raft::state_machine::SharedState;
 use crate::raft::{NodeId, Raft};
@@ -70,13 +71,15 @@ pub struct Member {
     pub raft: Raft,
     pub state: Arc<SharedState>,
     secret: String,
+    /// Session liveness as this member hears it (see `api::sessions`).
+    pub sessions: SessionTracker,
     /// Clients to other members, for forwarding, made on first use.
     peers: Mutex<BTreeMap<NodeId, RaftPeerClient<Channel>>>,
 }
 
 impl Member {
     pub fn new(id: NodeId, raft: Raft, state: Arc<SharedState>, secret: String) -> Member {
-        Member { id, raft, state, secret, peers: Mutex::new(BTreeMap::new()) }
+        Member { id, raft, state, secret, sessions: SessionTracker::default(), peers: Mutex::new(BTreeMap::new()) }
     }
 
     pub fn secret(&self) -> &str {
@@ -185,6 +188,16 @@ impl Member {
             }
         })?;
         decode(&reply.into_inner()).map_err(|s| ForwardFailure::Lost(s.to_string()))
+    }
+
+    /// Tells the leader which sessions this member heard from.
+    pub async fn send_touches(&self, leader: NodeId, ids: &[i64]) -> Result<(), MemberError> {
+        let mut client = self.peer(leader).await?;
+        let body = encode(&ids.to_vec()).map_err(|s| MemberError::Unavailable(s.to_string()))?;
+        let mut request = authed(&self.secret, body);
+        request.set_timeout(LEADER_WAIT);
+        client.touch_sessions(request).await.map_err(|s| MemberError::Unavailable(s.to_string()))?;
+        Ok(())
     }
 
     /// The leader's confirmed commit index: reading after this replica has applied

@@ -12,3 +12,4 @@ pub mod data;
 pub mod member;
 pub mod peer;
 pub mod session;
+pub mod sessions;

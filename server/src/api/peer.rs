@@ -70,6 +70,13 @@ impl RaftPeer for PeerService {
         Ok(Response::new(encode(&reply)?))
     }
 
+    async fn touch_sessions(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        self.authorize(&req)?;
+        let ids: Vec<i64> = decode(req.get_ref())?;
+        self.member.sessions.touch_all(ids);
+        Ok(Response::new(encode(&())?))
+    }
+
     async fn read_index(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
         self.authorize(&req)?;
         let reply: ReadIndexResponse = match self.member.raft.get_read_log_id().await {

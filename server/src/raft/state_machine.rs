@@ -24,7 +24,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::types::{Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::storage::{BackendError, LogBackend, StoredSnapshot};
-use crate::tree::{DataTree, OpOutcome, WatchEvent};
+use crate::tree::{DataTree, OpOutcome, TxnOp, WatchEvent};
+use crate::watch::{SessionEnd, Watches};
 
 /// The replicated state as of `last_applied`.
 pub struct TreeState {
@@ -55,6 +56,9 @@ pub enum TreeEvent {
 /// notifications of progress.
 pub struct SharedState {
     pub tree: RwLock<TreeState>,
+    /// This member's watches and session connections. Locked only while the tree lock is held
+    /// (write lock to dispatch, read lock to register), so both see one order of changes.
+    pub watches: Mutex<Watches>,
     // Updated after the tree lock is released, so a reader that saw zxid N here finds a tree at
     // N or later.
     applied_tx: watch::Sender<u64>,
@@ -68,6 +72,7 @@ impl SharedState {
         let applied = state.last_applied.map_or(0, |l| l.index);
         SharedState {
             tree: RwLock::new(state),
+            watches: Mutex::new(Watches::default()),
             applied_tx: watch::Sender::new(applied),
             subscribers: Mutex::new(Vec::new()),
         }
@@ -287,6 +292,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Blank => Ok(OpOutcome::Checked),
                     EntryPayload::Normal(txn) => {
                         let out = st.tree.apply(index, &txn);
+                        // Queued before the tree lock is released: no read can see this entry's
+                        // effect before its watch events are on their way.
+                        let mut watches = shared.watches.lock();
+                        watches.dispatch(index, &out.events);
+                        if out.result.is_ok() {
+                            match txn.op {
+                                TxnOp::CloseSession { session_id } => {
+                                    watches.session_ended(session_id, SessionEnd::Closed)
+                                }
+                                TxnOp::ExpireSession { session_id } => {
+                                    watches.session_ended(session_id, SessionEnd::Expired)
+                                }
+                                _ => {}
+                            }
+                        }
+                        drop(watches);
                         if !out.events.is_empty() {
                             applied.push(AppliedEntry { zxid: index, events: out.events });
                         }
@@ -336,6 +357,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.inner.backend.save_snapshot(&StoredSnapshot { meta: meta.clone(), data }).map_err(err)?;
             let mut st = self.inner.shared.tree.write();
             *st = TreeState { tree, last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+            self.inner.shared.watches.lock().drop_all();
         }
         self.inner.shared.publish(TreeEvent::SnapshotInstalled { zxid });
         self.inner.shared.set_applied(zxid);

@@ -76,7 +76,10 @@ impl DataTree {
                 self.sessions.insert(session_id, SessionInfo { timeout_ms: *timeout_ms, password: password.clone() });
                 Ok(OpOutcome::SessionCreated { session_id, timeout_ms: *timeout_ms })
             }
-            TxnOp::CloseSession { session_id } => self.close_session(&mut ctx, *session_id),
+            TxnOp::CloseSession { session_id } | TxnOp::ExpireSession { session_id } => {
+                self.close_session(&mut ctx, *session_id)
+            }
+            TxnOp::Reap { path } => self.reap(&mut ctx, path),
             op => self.apply_op(&mut ctx, op),
         };
         if result.is_err() {
@@ -96,7 +99,11 @@ impl DataTree {
             TxnOp::SetData { path, data, version } => self.set_data(ctx, path, data, *version),
             TxnOp::SetAcl { path, acl, version } => self.set_acl(ctx, path, acl, *version),
             TxnOp::Check { path, version } => self.check(ctx, path, *version),
-            TxnOp::Multi(_) | TxnOp::CreateSession { .. } | TxnOp::CloseSession { .. } => Err(ErrorCode::BadArguments),
+            TxnOp::Multi(_)
+            | TxnOp::CreateSession { .. }
+            | TxnOp::CloseSession { .. }
+            | TxnOp::ExpireSession { .. }
+            | TxnOp::Reap { .. } => Err(ErrorCode::BadArguments),
         }
     }
 
@@ -315,6 +322,25 @@ impl DataTree {
         check_acl(&node.acl, perms::READ, ctx.auth)?;
         check_version(node.meta.version, version)?;
         Ok(OpOutcome::Checked)
+    }
+
+    /// ZooKeeper's deleteContainer, extended to TTL nodes as its ContainerManager uses it.
+    fn reap(&mut self, ctx: &mut Ctx<'_>, path: &str) -> TxnResult {
+        validate_path(path)?;
+        let node = self.node(path).ok_or(ErrorCode::NoNode)?;
+        if node.meta.num_children > 0 {
+            return Err(ErrorCode::NotEmpty);
+        }
+        let due = match owner_kind(node.meta.ephemeral_owner) {
+            OwnerKind::Container => node.meta.cversion > 0,
+            OwnerKind::Ttl(ttl) => ttl != 0 && ctx.time_ms.saturating_sub(node.meta.mtime) > ttl,
+            _ => return Err(ErrorCode::BadArguments),
+        };
+        if !due {
+            return Err(ErrorCode::BadVersion);
+        }
+        self.delete_unchecked(ctx, path);
+        Ok(OpOutcome::Deleted)
     }
 
     /// Ends a session and deletes its ephemeral nodes in path order, each as a delete.

@@ -1162,3 +1162,54 @@ fn million_znodes_fit_in_memory_budget() {
     println!("{} znodes: +{mib} MiB RSS", tree.node_count());
     assert!(mib < 500, "{mib} MiB");
 }
+
+#[test]
+fn reap_deletes_only_what_is_still_due_when_applied() {
+    let mut h = Harness::new();
+    // A container is reaped only once it has had a child and has none.
+    h.result(create_mode("/c", CreateMode::Container)).unwrap();
+    assert_eq!(h.err(TxnOp::Reap { path: "/c".into() }), BadVersion, "never had a child");
+    h.mk("/c/kid");
+    assert_eq!(h.err(TxnOp::Reap { path: "/c".into() }), NotEmpty);
+    h.result(delete("/c/kid", -1)).unwrap();
+    let applied = h.apply(TxnOp::Reap { path: "/c".into() });
+    assert_eq!(applied.result, Ok(OpOutcome::Deleted));
+    assert_eq!(applied.events, vec![ev(EventKind::NodeDeleted, "/c"), ev(EventKind::NodeChildrenChanged, "/")]);
+    assert!(h.tree.exists("/c").unwrap().is_none());
+
+    // A TTL node is reaped once unchanged for longer than its TTL, as of the entry's time
+    // (the harness advances time by 1 ms per entry).
+    h.result(create_full("/t", b"", Acl::open_unsafe(), CreateMode::PersistentWithTtl, 3)).unwrap();
+    assert_eq!(h.err(TxnOp::Reap { path: "/t".into() }), BadVersion, "1 ms old");
+    h.mk("/t/kid");
+    h.result(delete("/t/kid", -1)).unwrap();
+    h.result(check("/", -1)).unwrap();
+    assert_eq!(h.result(TxnOp::Reap { path: "/t".into() }), Ok(OpOutcome::Deleted));
+
+    // Anything else is not the sweep's to delete.
+    h.mk("/p");
+    assert_eq!(h.err(TxnOp::Reap { path: "/p".into() }), BadArguments);
+    assert_eq!(h.err(TxnOp::Reap { path: "/missing".into() }), NoNode);
+    // And a reap is not allowed inside a multi.
+    match h.result(TxnOp::Multi(vec![TxnOp::Reap { path: "/p".into() }])) {
+        Ok(OpOutcome::Multi(r)) => assert_eq!(r, vec![Err(BadArguments)]),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn expire_session_deletes_its_ephemerals_like_close() {
+    let mut h = Harness::new();
+    let s = h.open_session();
+    h.mk("/app");
+    h.apply_as(s, &[], create_mode("/app/e", CreateMode::Ephemeral)).result.unwrap();
+    let applied = h.apply(TxnOp::ExpireSession { session_id: s });
+    assert_eq!(applied.result, Ok(OpOutcome::SessionClosed));
+    assert_eq!(
+        applied.events,
+        vec![ev(EventKind::NodeDeleted, "/app/e"), ev(EventKind::NodeChildrenChanged, "/app")]
+    );
+    assert!(h.tree.session(s).is_none());
+    assert_eq!(h.err(TxnOp::ExpireSession { session_id: s }), SessionExpired);
+    assert_eq!(h.err(TxnOp::CloseSession { session_id: s }), SessionExpired);
+}

@@ -152,6 +152,14 @@ pub enum TxnOp {
     CreateSession { timeout_ms: i32, password: Vec<u8> },
     /// Closes a session and deletes all its ephemeral nodes, atomically.
     CloseSession { session_id: i64 },
+    /// The leader's verdict that a session timed out: applied exactly like
+    /// `CloseSession`, told apart so its connection hears "expired", not "closed".
+    ExpireSession { session_id: i64 },
+    /// The leader's sweep (ZooKeeper's `deleteContainer`): deletes a container that
+    /// had children and has none, or a childless TTL node unchanged for longer than its
+    /// TTL as of this entry's time. Re-checked here, so a node that gained a child or
+    /// changed since the leader looked is kept.
+    Reap { path: String },
 }
 
 /// The outcome of one successfully applied operation.
