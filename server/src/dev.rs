@@ -24,6 +24,10 @@ pub struct DevArgs {
     /// ZooKeeper tickTime in ms, passed to every member.
     #[arg(long)]
     tick_ms: Option<u32>,
+    /// Session connections one client address may hold per member (0 = unlimited); every
+    /// dev client comes from 127.0.0.1, so raise it for load tests.
+    #[arg(long)]
+    max_client_cnxns: Option<u32>,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -58,6 +62,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .kill_on_drop(true);
         if let Some(t) = args.tick_ms {
             cmd.arg("--tick-ms").arg(t.to_string());
+        }
+        if let Some(n) = args.max_client_cnxns {
+            cmd.arg("--max-client-cnxns").arg(n.to_string());
         }
         children.push(cmd.spawn()?);
         eprintln!("member {id}: grpc {addr}, data {}, log {}", data_dir.display(), log_path.display());

@@ -52,6 +52,12 @@ struct ServeArgs {
     /// Largest znode payload in bytes (jute.maxbuffer); the same on every member.
     #[arg(long)]
     max_data_len: Option<usize>,
+    /// Session connections one client address may hold on this member (0 = unlimited).
+    #[arg(long)]
+    max_client_cnxns: Option<u32>,
+    /// How often the leader sweeps empty containers and expired TTL nodes, in ms.
+    #[arg(long)]
+    container_check_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -83,6 +89,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.max_data_len {
             c.max_data_len = v;
+        }
+        if let Some(v) = self.max_client_cnxns {
+            c.max_client_cnxns = v;
+        }
+        if let Some(v) = self.container_check_ms {
+            c.container_check_ms = v;
         }
         if c.members.is_empty() {
             // A lone member with no list forms a one-member ensemble.

@@ -424,3 +424,81 @@ async fn connections_per_client_address_are_limited() {
     }
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_watchers_on_one_node_each_get_exactly_one_event() {
+    const WATCHERS: usize = 10_000;
+    // Channels each carry a share of the streams (HTTP/2 limits concurrent streams per
+    // connection); every client address is 127.0.0.1, so lift the per-address limit.
+    const CHANNELS: usize = 100;
+    let cluster = TestCluster::start_with(3, |c| c.max_client_cnxns = 0).await;
+    cluster.wait_leader(LEADER_WAIT).await;
+    let mut channels = Vec::new();
+    for i in 0..CHANNELS {
+        channels.push(channel(&cluster.endpoint(1 + (i % 3) as u64)).await);
+    }
+    create(channels[0].clone(), 0, "/hot", pb::CreateMode::Persistent).await.unwrap();
+
+    // Open, attach and watch, 100 at a time.
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<(usize, pb::WatchEvent)>();
+    let mut setups = futures::stream::FuturesUnordered::new();
+    let mut started = 0;
+    let mut streams_done = 0;
+    let mut keepers = Vec::new();
+    while streams_done < WATCHERS {
+        while started < WATCHERS && setups.len() < 100 {
+            let ch = channels[started % CHANNELS].clone();
+            let i = started;
+            setups.push(async move {
+                let s = open_session(ch.clone(), 30_000).await;
+                let stream = attach(ch.clone(), attach_msg(&s)).await.unwrap();
+                DataClient::new(ch)
+                    .get_data(pb::GetDataRequest { header: header(s.session_id, 0), path: "/hot".into(), watch: true })
+                    .await
+                    .unwrap();
+                (i, stream)
+            });
+            started += 1;
+        }
+        use futures::StreamExt;
+        let (i, mut stream) = setups.next().await.unwrap();
+        streams_done += 1;
+        let tx = events_tx.clone();
+        keepers.push(tokio::spawn(async move {
+            while let Ok(Some(m)) = stream.rx.message().await {
+                if let Some(Msg::Event(e)) = m.msg {
+                    let _ = tx.send((i, e));
+                }
+            }
+            drop(stream.tx);
+        }));
+    }
+    drop(events_tx);
+
+    // Two changes: one-shot watches fire for the first only.
+    for v in [b"1", b"2"] {
+        DataClient::new(channels[1].clone())
+            .set_data(pb::SetDataRequest { path: "/hot".into(), data: v.to_vec().into(), version: -1, ..Default::default() })
+            .await
+            .unwrap();
+    }
+    let mut got = vec![0u32; WATCHERS];
+    let mut total = 0;
+    while total < WATCHERS {
+        let (i, e) = tokio::time::timeout(Duration::from_secs(30), events_rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {total} of {WATCHERS} watchers heard the change"))
+            .unwrap();
+        assert_eq!((e.r#type, e.path.as_str()), (pb::EventType::NodeDataChanged as i32, "/hot"));
+        got[i] += 1;
+        total += 1;
+    }
+    // Nothing more arrives: no duplicates, no event for the second change.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(events_rx.try_recv().is_err(), "a watcher got a second event");
+    assert!(got.iter().all(|n| *n == 1));
+    for k in keepers {
+        k.abort();
+    }
+    cluster.shutdown().await;
+}
