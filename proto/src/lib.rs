@@ -7,8 +7,10 @@
 //! - [`v1`]: the native client API (`proto/corral.proto`): services `Data`, `Session`, `Cluster`.
 //! - [`raft`]: the internal member-to-member service (`proto/raft.proto`).
 //! - [`status`]: how a ZooKeeper error travels inside a gRPC status, both directions.
+//! - [`jute`]: ZooKeeper's own client protocol (jute frames), both directions.
 
 pub mod error_code;
+pub mod jute;
 pub mod status;
 
 pub use error_code::ErrorCode;
