@@ -2,6 +2,9 @@
 //!
 //! - [`member`]: the write path (propose or forward to the leader) and the read
 //!   barrier (catch up to what the client saw, or to a leader read index).
+//! - [`ops`]: what every client front end does with a request (sessions, catch-up, reads
+//!   under the tree lock with watch registration), shared by gRPC and the ZooKeeper protocol.
+//! - [`sessions`]: the leader's session tracker and sweeps.
 //! - [`data`], [`session`], [`cluster`]: the native client API, one service per file.
 //! - [`peer`]: the internal member-to-member service.
 //! - [`convert`]: protobuf ↔ tree conversions and the one failure → status mapping.
@@ -10,6 +13,7 @@ pub mod cluster;
 pub mod convert;
 pub mod data;
 pub mod member;
+pub mod ops;
 pub mod peer;
 pub mod session;
 pub mod sessions;
