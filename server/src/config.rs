@@ -25,6 +25,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Address to listen on for the gRPC API and the peer service.
     pub grpc_addr: String,
+    /// Address of the ZooKeeper protocol port ("host:port", 2181 style); empty: none.
+    pub zk_addr: String,
     /// The initial voting members, the same list on every member. A member whose
     /// log is empty initializes the ensemble with it; later starts ignore it.
     pub members: Vec<MemberAddr>,
@@ -60,6 +62,7 @@ impl Default for Config {
             id: 1,
             data_dir: PathBuf::from("corral-data/member-1"),
             grpc_addr: "127.0.0.1:7001".into(),
+            zk_addr: String::new(),
             members: Vec::new(),
             cluster_secret: "corral-dev-secret".into(),
             tick_ms: 2000,

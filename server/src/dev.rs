@@ -21,6 +21,9 @@ pub struct DevArgs {
     /// gRPC port of member 1; member N listens on this + N - 1.
     #[arg(long, default_value_t = 7001)]
     grpc_base_port: u16,
+    /// ZooKeeper protocol port of member 1; member N listens on this + N - 1.
+    #[arg(long, default_value_t = 2181)]
+    zk_base_port: u16,
     /// ZooKeeper tickTime in ms, passed to every member.
     #[arg(long)]
     tick_ms: Option<u32>,
@@ -36,6 +39,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let addrs: Vec<String> = (0..args.nodes)
         .map(|i| format!("127.0.0.1:{}", args.grpc_base_port as u64 + i))
         .collect();
+    let zk_addrs: Vec<String> =
+        (0..args.nodes).map(|i| format!("127.0.0.1:{}", args.zk_base_port as u64 + i)).collect();
     let members: Vec<String> =
         addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
     let members = members.join(",");
@@ -54,6 +59,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .arg(&data_dir)
             .arg("--grpc-addr")
             .arg(addr)
+            .arg("--zk-addr")
+            .arg(&zk_addrs[i])
             .arg("--members")
             .arg(&members)
             .stdin(Stdio::null())
@@ -67,7 +74,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             cmd.arg("--max-client-cnxns").arg(n.to_string());
         }
         children.push(cmd.spawn()?);
-        eprintln!("member {id}: grpc {addr}, data {}, log {}", data_dir.display(), log_path.display());
+        eprintln!(
+            "member {id}: grpc {addr}, zookeeper {}, data {}, log {}",
+            zk_addrs[i],
+            data_dir.display(),
+            log_path.display()
+        );
     }
 
     let ready = tokio::select! {
@@ -76,7 +88,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         r = wait_for_leader(&addrs) => r,
     };
     if ready {
-        println!("ensemble ready: grpc={}", addrs.join(","));
+        println!("ensemble ready: grpc={} zk={}", addrs.join(","), zk_addrs.join(","));
         tokio::select! {
             biased;
             _ = crate::shutdown_signal() => eprintln!("stopping the ensemble"),

@@ -13,6 +13,7 @@
 //! - [`api`]: the gRPC services (client API and the internal peer service), and
 //!   the read/write paths between them and Raft.
 //! - [`watch`]: watches and session connections per member (ZooKeeper's WatchManager).
+//! - [`zk`]: the ZooKeeper wire protocol front end and four-letter words.
 //! - [`config`]: one configuration type, from TOML and flags, with one validator.
 //! - [`server`]: `Server::start` with already-bound listeners, for `main` and tests.
 //! - [`testing`]: `TestCluster`, in-process members on loopback for tests.
@@ -26,3 +27,4 @@ pub mod storage;
 pub mod testing;
 pub mod tree;
 pub mod watch;
+pub mod zk;

@@ -37,6 +37,9 @@ struct ServeArgs {
     /// gRPC listen address (client API and peer service), e.g. 127.0.0.1:7001.
     #[arg(long)]
     grpc_addr: Option<String>,
+    /// ZooKeeper protocol listen address, e.g. 127.0.0.1:2181 (none if not given).
+    #[arg(long)]
+    zk_addr: Option<String>,
     /// Initial ensemble as ID=HOST:PORT,... (the same on every member).
     #[arg(long)]
     members: Option<String>,
@@ -74,6 +77,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.grpc_addr {
             c.grpc_addr = v;
+        }
+        if let Some(v) = self.zk_addr {
+            c.zk_addr = v;
         }
         if let Some(v) = self.members {
             c.members = Config::parse_members(&v)?;

@@ -52,6 +52,8 @@ pub struct Server {
     serving: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     /// The session-expiry and sweep loop (`api::sessions`).
     sessions: Option<JoinHandle<()>>,
+    /// The ZooKeeper protocol listener, when configured.
+    zk: Option<(std::net::SocketAddr, JoinHandle<()>)>,
 }
 
 impl Server {
@@ -80,13 +82,22 @@ impl Server {
         let serving = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
             let _ = stopped.await;
         }));
+        let zk = if config.zk_addr.is_empty() {
+            None
+        } else {
+            let listener = tokio::net::TcpListener::bind(&config.zk_addr).await?;
+            let zk_addr = listener.local_addr()?;
+            let settings = crate::zk::ZkSettings::from_config(&config);
+            tracing::info!(id = config.id, %zk_addr, "zookeeper protocol serving");
+            Some((zk_addr, tokio::spawn(crate::zk::serve(member.clone(), listener, settings))))
+        };
         let sessions = tokio::spawn(crate::api::sessions::run(
             member.clone(),
             config.tick_ms,
             Duration::from_millis(config.container_check_ms),
         ));
         tracing::info!(id = config.id, %addr, "member serving");
-        Ok(Server { member, addr, stop: Some(stop), serving: Some(serving), sessions: Some(sessions) })
+        Ok(Server { member, addr, stop: Some(stop), serving: Some(serving), sessions: Some(sessions), zk })
     }
 
     async fn open_member(config: &Config, backend: Arc<dyn LogBackend>) -> Result<Arc<Member>, ServerError> {
@@ -106,7 +117,7 @@ impl Server {
         .await
         .map_err(|e| ServerError::Raft(e.to_string()))?;
         Server::initialize_if_new(&raft, config).await?;
-        Ok(Arc::new(Member::new(config.id, raft, shared, config.cluster_secret.clone())))
+        Ok(Arc::new(Member::new(config.id, raft, shared, config.cluster_secret.clone(), config.max_client_cnxns)))
     }
 
     /// A member whose log is empty proposes the initial membership. Every member
@@ -133,7 +144,7 @@ impl Server {
         let data = DataServer::new(DataService::new(member.clone(), config.max_data_len))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let session = SessionServer::new(SessionService::new(member.clone(), config.tick_ms as i32, config.max_client_cnxns));
+        let session = SessionServer::new(SessionService::new(member.clone(), config.tick_ms as i32));
         let cluster = ClusterServer::new(ClusterService::new(member.clone()));
         let peer = RaftPeerServer::new(PeerService::new(member.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -149,6 +160,11 @@ impl Server {
         &self.member
     }
 
+    /// The address the member's ZooKeeper protocol port listens on, if it has one.
+    pub fn zk_addr(&self) -> Option<std::net::SocketAddr> {
+        self.zk.as_ref().map(|(a, _)| *a)
+    }
+
     /// The address the member's gRPC API listens on.
     pub fn addr(&self) -> std::net::SocketAddr {
         self.addr
@@ -162,6 +178,9 @@ impl Server {
     async fn stop_inner(&mut self) {
         if let Some(sessions) = self.sessions.take() {
             sessions.abort();
+        }
+        if let Some((_, zk)) = self.zk.take() {
+            zk.abort();
         }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -184,6 +203,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         if let Some(sessions) = self.sessions.take() {
             sessions.abort();
+        }
+        if let Some((_, zk)) = self.zk.take() {
+            zk.abort();
         }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -45,6 +45,8 @@ impl TestCluster {
                 id: m.id,
                 data_dir: dir.path().join(format!("member-{}", m.id)),
                 grpc_addr: m.addr.clone(),
+                // Bound on a free port at start; the port is kept for restarts.
+                zk_addr: "127.0.0.1:0".into(),
                 members: members.clone(),
                 heartbeat_ms: 100,
                 election_timeout_min_ms: 400,
@@ -55,8 +57,11 @@ impl TestCluster {
             configs.push(c);
         }
         let mut servers = Vec::new();
-        for (config, listener) in configs.iter().zip(listeners) {
+        for (config, listener) in configs.iter_mut().zip(listeners) {
             let server = Server::start(config.clone(), listener).await.expect("member starts");
+            if let Some(zk) = server.zk_addr() {
+                config.zk_addr = zk.to_string();
+            }
             servers.push(Some(server));
         }
         TestCluster { dir, configs, servers }
@@ -73,6 +78,17 @@ impl TestCluster {
     /// Every member's gRPC address, up or down, in id order.
     pub fn endpoints(&self) -> Vec<String> {
         self.configs.iter().map(|c| c.grpc_addr.clone()).collect()
+    }
+
+    /// Every member's ZooKeeper protocol address, in id order (`host:port,...` joined, as
+    /// ZooKeeper clients take them).
+    pub fn zk_endpoints(&self) -> Vec<String> {
+        self.configs.iter().map(|c| c.zk_addr.clone()).collect()
+    }
+
+    /// One member's ZooKeeper protocol address.
+    pub fn zk_endpoint(&self, id: u64) -> String {
+        self.configs[Self::index(id)].zk_addr.clone()
     }
 
     /// One member's gRPC address.

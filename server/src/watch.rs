@@ -151,6 +151,11 @@ impl Watches {
         self.conn_of(session_id).map_or(0, Conn::seq)
     }
 
+    /// The sessions connected here, by id.
+    pub fn sessions(&self) -> impl Iterator<Item = i64> + '_ {
+        self.by_session.keys().copied()
+    }
+
     pub fn connection_count(&self) -> usize {
         self.conns.len()
     }

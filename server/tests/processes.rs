@@ -54,9 +54,9 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
 }
 
 /// Starts `corral-server dev` and returns it with its `ensemble ready:` line.
-fn start_dev(dir: &Path, base: u16) -> (Child, String) {
+fn start_dev(dir: &Path, base: u16, zk_base: u16) -> (Child, String) {
     let mut child = Command::new(BIN)
-        .args(["dev", "--nodes", "3", "--grpc-base-port", &base.to_string()])
+        .args(["dev", "--nodes", "3", "--grpc-base-port", &base.to_string(), "--zk-base-port", &zk_base.to_string()])
         .arg("--dir")
         .arg(dir)
         .stdin(Stdio::null())
@@ -79,10 +79,21 @@ fn start_dev(dir: &Path, base: u16) -> (Child, String) {
 async fn the_dev_ensemble_reports_ready_stops_on_sigterm_and_resumes_its_data() {
     let dir = tempfile::tempdir().unwrap();
     let base = free_ports(3);
+    let zk_base = free_ports(3);
     let expected: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", base + i)).collect();
+    let zk: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", zk_base + i)).collect();
 
-    let (mut dev, line) = tokio::task::block_in_place(|| start_dev(dir.path(), base));
-    assert_eq!(line, format!("ensemble ready: grpc={}", expected.join(",")));
+    let (mut dev, line) = tokio::task::block_in_place(|| start_dev(dir.path(), base, zk_base));
+    assert_eq!(line, format!("ensemble ready: grpc={} zk={}", expected.join(","), zk.join(",")));
+    // Every member answers ZooKeeper's health check on its client port.
+    for addr in &zk {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"ruok").unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert_eq!(answer, "imok");
+    }
     let client = Client::connect(expected.clone()).await.unwrap();
     client.create("/kept", b"across restarts", CreateOptions::new(CreateMode::Persistent)).await.unwrap();
     let status = client.status().await.unwrap();
@@ -101,7 +112,7 @@ async fn the_dev_ensemble_reports_ready_stops_on_sigterm_and_resumes_its_data() 
         assert!(dir.path().join(format!("member-{id}.log")).is_file());
     }
 
-    let (mut dev, line) = tokio::task::block_in_place(|| start_dev(dir.path(), base));
+    let (mut dev, line) = tokio::task::block_in_place(|| start_dev(dir.path(), base, zk_base));
     assert!(line.starts_with("ensemble ready: grpc="), "{line}");
     let client = Client::connect(expected).await.unwrap();
     let (data, stat) = client.get_data("/kept").await.unwrap();

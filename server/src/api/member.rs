@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
+use super::ops::ConnectionLimits;
 use super::sessions::SessionTracker;
 use crate::raft::network::{authed, decode, encode, peer_channel};
 use crate::raft::state_machine::SharedState;
@@ -73,13 +74,23 @@ pub struct Member {
     secret: String,
     /// Session liveness as this member hears it (see `api::sessions`).
     pub sessions: SessionTracker,
+    /// Client connections per address, across both front ends.
+    pub connections: Arc<ConnectionLimits>,
     /// Clients to other members, for forwarding, made on first use.
     peers: Mutex<BTreeMap<NodeId, RaftPeerClient<Channel>>>,
 }
 
 impl Member {
-    pub fn new(id: NodeId, raft: Raft, state: Arc<SharedState>, secret: String) -> Member {
-        Member { id, raft, state, secret, sessions: SessionTracker::default(), peers: Mutex::new(BTreeMap::new()) }
+    pub fn new(id: NodeId, raft: Raft, state: Arc<SharedState>, secret: String, max_client_cnxns: u32) -> Member {
+        Member {
+            id,
+            raft,
+            state,
+            secret,
+            sessions: SessionTracker::default(),
+            connections: ConnectionLimits::new(max_client_cnxns),
+            peers: Mutex::new(BTreeMap::new()),
+        }
     }
 
     pub fn secret(&self) -> &str {

@@ -8,7 +8,12 @@
 //! - [`Member::read_at`]: read the local replica under its lock, register watches in the same
 //!   critical section, and report the zxid read at and the session's notice count.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
 use corral_proto::ErrorCode;
+use parking_lot::Mutex;
 
 use super::member::{Member, MemberError};
 use crate::tree::{DataTree, Id, OpOutcome, TxnOp};
@@ -138,3 +143,61 @@ pub fn op_path(op: &TxnOp) -> &str {
         TxnOp::CreateSession { .. } | TxnOp::CloseSession { .. } | TxnOp::ExpireSession { .. } => "session",
     }
 }
+
+/// A refusal with a ZooKeeper code, before any request was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberErrorZk {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// ZooKeeper's maxClientCnxns: session connections (gRPC session streams and ZooKeeper protocol
+/// connections alike) per client address on this member.
+pub struct ConnectionLimits {
+    max: u32,
+    open: Mutex<BTreeMap<IpAddr, u32>>,
+}
+
+/// One open connection's place in the count; released when dropped.
+pub struct Slot {
+    limits: Arc<ConnectionLimits>,
+    ip: Option<IpAddr>,
+}
+
+impl ConnectionLimits {
+    /// `max` connections per address, 0 for no limit.
+    pub fn new(max: u32) -> Arc<ConnectionLimits> {
+        Arc::new(ConnectionLimits { max, open: Mutex::new(BTreeMap::new()) })
+    }
+
+    /// Counts one more connection from `ip`, or refuses it with Throttled.
+    pub fn acquire(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<Slot, MemberErrorZk> {
+        if let Some(ip) = ip {
+            let mut open = self.open.lock();
+            let n = open.entry(ip).or_insert(0);
+            if self.max != 0 && *n >= self.max {
+                return Err(MemberErrorZk {
+                    code: ErrorCode::Throttled,
+                    message: format!("too many connections from {ip}: the limit is {}", self.max),
+                });
+            }
+            *n += 1;
+        }
+        Ok(Slot { limits: self.clone(), ip })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            let mut open = self.limits.open.lock();
+            if let Some(n) = open.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    open.remove(&ip);
+                }
+            }
+        }
+    }
+}
+

@@ -1,8 +1,6 @@
 //! The `Session` service: sessions are created, closed and expired through the log; each
 //! session keeps one stream to the member it is connected to, for pings and notices.
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -10,7 +8,6 @@ use corral_proto::v1 as pb;
 use corral_proto::v1::session_server::Session;
 use corral_proto::ErrorCode;
 use futures::Stream;
-use parking_lot::Mutex;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{status, zk_status};
@@ -23,16 +20,11 @@ pub struct SessionService {
     member: Arc<Member>,
     /// ZooKeeper's tickTime in ms: session timeouts are negotiated within [2, 20] ticks.
     tick_ms: i32,
-    limits: Arc<ConnectionLimits>,
 }
 
 impl SessionService {
-    pub fn new(member: Arc<Member>, tick_ms: i32, max_client_cnxns: u32) -> SessionService {
-        SessionService {
-            member,
-            tick_ms,
-            limits: Arc::new(ConnectionLimits { max: max_client_cnxns, open: Mutex::new(BTreeMap::new()) }),
-        }
+    pub fn new(member: Arc<Member>, tick_ms: i32) -> SessionService {
+        SessionService { member, tick_ms }
     }
 
     /// ZooKeeper's negotiation: clamp the request into [2 ticks, 20 ticks].
@@ -43,49 +35,6 @@ impl SessionService {
     fn header(&self, zxid: u64, session_id: i64) -> Option<pb::ResponseHeader> {
         let event_seq = self.member.state.watches.lock().seq(session_id);
         Some(pb::ResponseHeader { zxid, member_id: self.member.id, event_seq })
-    }
-}
-
-/// ZooKeeper's maxClientCnxns: session streams per client address on this member.
-struct ConnectionLimits {
-    max: u32,
-    open: Mutex<BTreeMap<IpAddr, u32>>,
-}
-
-/// One open stream's place in the count; released when dropped.
-struct Slot {
-    limits: Arc<ConnectionLimits>,
-    ip: Option<IpAddr>,
-}
-
-impl ConnectionLimits {
-    fn acquire(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<Slot, Status> {
-        if let Some(ip) = ip {
-            let mut open = self.open.lock();
-            let n = open.entry(ip).or_insert(0);
-            if self.max != 0 && *n >= self.max {
-                return Err(zk_status(
-                    ErrorCode::Throttled,
-                    format!("too many connections from {ip}: the limit is {}", self.max),
-                ));
-            }
-            *n += 1;
-        }
-        Ok(Slot { limits: self.clone(), ip })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Some(ip) = self.ip {
-            let mut open = self.limits.open.lock();
-            if let Some(n) = open.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    open.remove(&ip);
-                }
-            }
-        }
     }
 }
 
@@ -188,7 +137,7 @@ impl Session for SessionService {
         let session_id = attach.session_id;
         // Never serve a client from a state older than it has seen.
         self.member.read_barrier(attach.last_zxid, false).await.map_err(status)?;
-        let slot = self.limits.acquire(ip)?;
+        let slot = self.member.connections.acquire(ip).map_err(|e| zk_status(e.code, e.message))?;
         let set = WatchSet {
             data: attach.data_watches,
             exist: attach.exist_watches,

@@ -233,6 +233,12 @@ impl DataTree {
         self.nodes.len()
     }
 
+    /// ZooKeeper's `approximateDataSize`: path plus data bytes over all nodes (`mntr`).
+    pub fn approximate_data_size(&self) -> u64 {
+        // The key is a 4-byte depth plus the path.
+        self.nodes.iter().map(|(k, n)| (k.len().saturating_sub(4) + n.data.len()) as u64).sum()
+    }
+
     /// Open sessions, ordered by id.
     pub fn sessions(&self) -> impl Iterator<Item = (i64, &SessionInfo)> {
         self.sessions.iter().map(|(id, info)| (*id, info))
