@@ -15,6 +15,11 @@
 //!   (ZooKeeper's sequential consistency) but never from a state older than
 //!   [`Client::last_zxid`]; use [`Client::linearizable`] or [`Client::sync`]
 //!   for the latest committed state.
+//! - **Sessions**: with a session (see [`Client::start_session`]) every request
+//!   goes to the member the session's stream is attached to, waits while the
+//!   session reconnects, and its reply is held until the watch events the
+//!   member sent before it have arrived (`session.rs`). Once the session has
+//!   expired, every request fails with SessionExpired.
 
 use std::sync::Arc;
 
@@ -33,7 +38,12 @@ use crate::convert::{self, acls_to_pb, op_result, result_code, stat, version, Op
 use crate::dispatch::{Dispatcher, Reply};
 use crate::error::Error;
 use crate::path;
-use crate::types::{Acl, ClusterStatus, CreateOptions, Op, OpResult, SessionInfo, Stat};
+use crate::session::{self, End, SessionCore, SessionStates, StateHub};
+use crate::types::{
+    Acl, AddWatchMode, ClusterStatus, CreateOptions, Op, OpResult, SessionInfo, SessionState, Stat,
+    WatcherType,
+};
+use crate::watch::{OneShot, PendingListener, PendingWatch, Watch, WatchStream};
 
 /// A handle to a Corral ensemble. Cheap to clone: clones share the
 /// connections, the session, the authentication and the request queue.
@@ -48,19 +58,34 @@ pub struct Client {
 }
 
 pub(crate) struct Shared {
-    pub(crate) pool: Pool,
+    pub(crate) pool: Arc<Pool>,
     dispatcher: Dispatcher,
     /// The session requests carry; read when a method is called.
-    pub(crate) session: RwLock<Option<SessionInfo>>,
+    pub(crate) session: RwLock<Option<Arc<SessionCore>>>,
+    /// The public session state, across sessions.
+    hub: Arc<StateHub>,
+    /// Serialises `start_session` and `close_session`.
+    session_op: tokio::sync::Mutex<()>,
     /// (scheme, credential) pairs sent with every request.
     auth: RwLock<Vec<pb::AuthInfo>>,
+}
+
+impl Drop for Shared {
+    /// The last handle is gone: stop the session's task. The session itself
+    /// is left to expire on the server, as when a process dies.
+    fn drop(&mut self) {
+        if let Some(core) = self.session.get_mut().take() {
+            core.end(End::Dropped);
+        }
+    }
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("endpoints", &self.shared.pool.addrs())
-            .field("session", &*self.shared.session.read())
+            .field("session", &self.session())
+            .field("session_state", &self.session_state())
             .field("last_zxid", &self.last_zxid())
             .field("linearizable", &self.linearizable)
             .finish()
@@ -90,9 +115,11 @@ impl Client {
 
     pub(crate) fn start(members: Vec<(String, Endpoint)>, timeouts: Timeouts) -> Client {
         let shared = Shared {
-            pool: Pool::new(members, timeouts),
+            pool: Arc::new(Pool::new(members, timeouts)),
             dispatcher: Dispatcher::start(),
             session: RwLock::new(None),
+            hub: Arc::new(StateHub::new()),
+            session_op: tokio::sync::Mutex::new(()),
             auth: RwLock::new(Vec::new()),
         };
         Client { shared: Arc::new(shared), linearizable: false }
@@ -148,21 +175,75 @@ impl Client {
 
     /// The id of the session this client's requests carry, 0 without one.
     pub fn session_id(&self) -> i64 {
-        self.shared.session.read().as_ref().map_or(0, |s| s.id)
+        self.shared.session.read().as_ref().map_or(0, |s| s.info.id)
     }
 
-    /// The session this client's requests carry, if any.
+    /// The session this client's requests carry, if any (an expired one
+    /// included, until [`Client::close_session`] clears it).
     pub fn session(&self) -> Option<SessionInfo> {
+        self.shared.session.read().as_ref().map(|s| s.info.clone())
+    }
+
+    fn session_core(&self) -> Option<Arc<SessionCore>> {
         self.shared.session.read().clone()
     }
 
+    /// Where the session stands now (see [`SessionState`] for the states and
+    /// their transitions). [`SessionState::NoSession`] before the first
+    /// [`Client::start_session`].
+    pub fn session_state(&self) -> SessionState {
+        self.shared.hub.current()
+    }
+
+    /// Every session state from now on, starting with the current one, across
+    /// sessions (a new `start_session` begins again at `Connecting`). Nothing
+    /// is dropped for a slow consumer: each subscriber gets every transition.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: corral_client::Client) {
+    /// use futures::StreamExt;
+    /// use corral_client::SessionState;
+    /// let mut states = client.session_states();
+    /// while let Some(state) = states.next().await {
+    ///     match state {
+    ///         SessionState::Disconnected => eprintln!("suspended: not sure we still hold our locks"),
+    ///         SessionState::Expired => break, // ephemerals are gone: start over
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn session_states(&self) -> SessionStates {
+        self.shared.hub.subscribe()
+    }
+
+    /// Test hook: stops (`true`) or resumes the session's pings, so that the
+    /// ensemble expires the session as if this client had hung. While paused
+    /// the client also stops watching for a silent member.
+    #[doc(hidden)]
+    pub fn pause_pings_for_test(&self, paused: bool) {
+        if let Some(core) = self.session_core() {
+            core.pause_pings(paused);
+        }
+    }
+
     /// Opens a session (committed through the log) with the requested timeout,
-    /// which the server negotiates into its [2, 20] ticks, and makes every later
-    /// request of this client and its clones carry it. Ephemeral nodes need one.
+    /// which the server negotiates into its [2, 20] ticks, attaches its stream
+    /// to a member, and makes every later request of this client and its
+    /// clones carry it. Returns once the stream is attached
+    /// ([`SessionState::Connected`]). Ephemeral nodes and watches need one.
+    ///
+    /// From then on a background task pings the member every third of the
+    /// timeout and, when the stream breaks, re-attaches to another member
+    /// (the session, its ephemeral nodes and its watches move with it); see
+    /// [`Client::session_states`] to follow that.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] if this client already has a session.
+    /// [`Error::InvalidArgument`] if this client already has a session;
+    /// ConnectionLoss if no member took the session's stream within the
+    /// request timeout (the half-made session is then closed, best effort).
     pub async fn start_session(&self, timeout_ms: i32) -> Result<SessionInfo, Error> {
+        let _op = self.shared.session_op.lock().await;
         if let Some(s) = self.session() {
             return Err(Error::InvalidArgument(format!("client already has session {:#x}", s.id)));
         }
@@ -175,25 +256,63 @@ impl Client {
                 |r| Ok(SessionInfo { id: r.session_id, password: r.password.to_vec(), timeout_ms: r.timeout_ms }),
             )
             .await?;
-        *self.shared.session.write() = Some(info.clone());
+        // Attach where the session was created: that member has applied it.
+        let pool = self.shared.pool.clone();
+        let core = SessionCore::new(info.clone(), self.shared.hub.clone(), pool.current_index());
+        drop(tokio::spawn(session::run(core.clone(), pool.clone(), pool.current_index())));
+        let deadline = tokio::time::Instant::now() + pool.request_timeout();
+        if let Err(e) = core.wait_connected(deadline).await {
+            if core.end_of().is_none() {
+                // Stop the task first, so it can't attach behind our back.
+                core.end(End::Closed);
+                let header = pb::RequestHeader { session_id: info.id, ..self.header(Kind::Write) };
+                let close = pb::CloseSessionRequest { header: Some(header) };
+                let closed = pool
+                    .call(Kind::Write, close, |ch, r| async move { SessionClient::new(ch).close_session(r).await })
+                    .await;
+                tracing::debug!(?closed, "closing a session whose stream never attached");
+            }
+            return Err(e);
+        }
+        *self.shared.session.write() = Some(core);
         Ok(info)
     }
 
     /// Closes this client's session: its ephemeral nodes are deleted in one
-    /// committed transaction. Later requests carry no session. A client with
-    /// no session has nothing to close and gets `Ok`.
+    /// committed transaction, its watches fail with SessionExpired (as
+    /// ZooKeeper reports a closed session), the state becomes
+    /// [`SessionState::Closed`], and later requests carry no session. A
+    /// client with no session has nothing to close and gets `Ok`; one whose
+    /// session already expired gets `Ok` too (the session is cleared, so a new
+    /// one can be started).
+    ///
+    /// # Errors
+    /// ConnectionLoss or Timeout if the close may not have reached the
+    /// ensemble: the session is kept (call again), and if it never arrived,
+    /// the ensemble expires the session after its timeout.
     pub async fn close_session(&self) -> Result<(), Error> {
-        if self.session().is_none() {
+        let _op = self.shared.session_op.lock().await;
+        let Some(core) = self.session_core() else {
             return Ok(());
+        };
+        if core.end_of().is_none() {
+            let header = pb::RequestHeader { session_id: core.info.id, ..self.header(Kind::Write) };
+            let req = pb::CloseSessionRequest { header: Some(header) };
+            let closed = self
+                .submit(
+                    Kind::Write,
+                    req,
+                    |ch, r| async move { SessionClient::new(ch).close_session(r).await },
+                    |_| Ok(()),
+                )
+                .await;
+            match closed {
+                // Already gone on the server: closed all the same.
+                Ok(()) | Err(Error::Zk { code: ErrorCode::SessionExpired, .. }) => core.end(End::Closed),
+                Err(e) => return Err(e),
+            }
         }
-        let req = pb::CloseSessionRequest { header: Some(self.header(Kind::Write)) };
-        self.submit(
-            Kind::Write,
-            req,
-            |ch, r| async move { SessionClient::new(ch).close_session(r).await },
-            |_| Ok(()),
-        )
-        .await?;
+        self.shared.hub.apply(session::Happening::Cleared);
         *self.shared.session.write() = None;
         Ok(())
     }
@@ -228,10 +347,217 @@ impl Client {
         M: FnOnce(Resp) -> Result<T, Error> + Send + 'static,
     {
         let shared = self.shared.clone();
+        // The session the request was built for; a request whose session has
+        // since been replaced goes out unpinned and the server answers it.
+        let session_id = req.session_id();
+        let session = self.session_core().filter(|s| session_id != 0 && s.info.id == session_id);
         self.shared.dispatcher.submit(move || async move {
-            let reply = shared.pool.call(kind, req, rpc).await?;
+            let Some(session) = session else {
+                let reply = shared.pool.call(kind, req, rpc).await?;
+                return map(reply);
+            };
+            let deadline = tokio::time::Instant::now() + shared.pool.request_timeout();
+            let (reply, sent_gen) = shared.pool.call_pinned(kind, req, rpc, &session, deadline).await?;
+            if let Some(h) = reply.header() {
+                session.gate(h.member_id, h.event_seq, sent_gen, deadline).await?;
+            }
+            if let Some(zxid) = reply.zxid() {
+                shared.pool.observe(zxid);
+            }
             map(reply)
         })
+    }
+
+    /// The session a watch needs, and a header that carries exactly it.
+    fn watch_context(&self, kind: Kind) -> Result<(Arc<SessionCore>, pb::RequestHeader), Error> {
+        let Some(core) = self.session_core() else {
+            return Err(Error::InvalidArgument(
+                "watches belong to a session: call start_session first".into(),
+            ));
+        };
+        if let Some(end) = core.end_of() {
+            return Err(end.error(core.info.id));
+        }
+        let header = pb::RequestHeader { session_id: core.info.id, ..self.header(kind) };
+        Ok((core, header))
+    }
+
+    /// [`Client::get_data`], leaving a one-shot data watch: the [`Watch`]
+    /// resolves on the node's next NodeDataChanged or NodeDeleted.
+    ///
+    /// The watch is set in the same step as the read, so it fires for the
+    /// first change after the returned data, never for one the data already
+    /// shows. Needs a session; the watch is carried across reconnects.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: corral_client::Client) -> Result<(), corral_client::Error> {
+    /// let (config, _stat, changed) = client.get_data_watch("/config").await?;
+    /// let event = changed.await?; // NodeDataChanged /config (zxid 0x..)
+    /// # let _ = (config, event); Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Client::get_data`] (on NoNode no watch is left: use
+    /// [`Client::exists_watch`] to wait for a node to appear);
+    /// [`Error::InvalidArgument`] without a session.
+    pub fn get_data_watch(&self, path: &str) -> Reply<(Vec<u8>, Stat, Watch)> {
+        let (core, header) = match path::validate(path, false).and_then(|()| self.watch_context(Kind::Read)) {
+            Ok(c) => c,
+            Err(e) => return Reply::ready(Err(e)),
+        };
+        let (pending, watch) = match PendingWatch::enter(&core.watches, path, OneShot::Data) {
+            Ok(p) => p,
+            Err(e) => return Reply::ready(Err(e)),
+        };
+        let req = pb::GetDataRequest { header: Some(header), path: path.to_string(), watch: true };
+        self.submit(
+            Kind::Read,
+            req,
+            |ch, r| async move { data(ch).get_data(r).await },
+            move |r| {
+                let stat = stat(r.stat);
+                pending.arm(OneShot::Data, zxid_of(stat.mzxid));
+                Ok((r.data.to_vec(), stat, watch))
+            },
+        )
+    }
+
+    /// [`Client::exists`], leaving a one-shot watch: on an existing node it
+    /// resolves on NodeDataChanged or NodeDeleted, on a missing one on
+    /// NodeCreated. Needs a session; carried across reconnects.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] without a session.
+    pub fn exists_watch(&self, path: &str) -> Reply<(Option<Stat>, Watch)> {
+        let (core, header) = match path::validate(path, false).and_then(|()| self.watch_context(Kind::Read)) {
+            Ok(c) => c,
+            Err(e) => return Reply::ready(Err(e)),
+        };
+        let (pending, watch) = match PendingWatch::enter(&core.watches, path, OneShot::Exist) {
+            Ok(p) => p,
+            Err(e) => return Reply::ready(Err(e)),
+        };
+        let req = pb::ExistsRequest { header: Some(header), path: path.to_string(), watch: true };
+        self.submit(
+            Kind::Read,
+            req,
+            |ch, r| async move { data(ch).exists(r).await },
+            move |r| {
+                let stat = r.stat.map(Stat::from);
+                match stat {
+                    // ZooKeeper's client files an exists watch on an existing
+                    // node as a data watch: that is how a reconnect treats it.
+                    Some(s) => pending.arm(OneShot::Data, zxid_of(s.mzxid)),
+                    None => pending.arm(OneShot::Exist, r.header.map_or(0, |h| h.zxid)),
+                }
+                Ok((stat, watch))
+            },
+        )
+    }
+
+    /// [`Client::get_children`], leaving a one-shot child watch: the [`Watch`]
+    /// resolves on the node's next NodeChildrenChanged (a child created or
+    /// deleted) or NodeDeleted. Needs a session; carried across reconnects.
+    ///
+    /// # Errors
+    /// As [`Client::get_children`]; [`Error::InvalidArgument`] without a session.
+    pub fn get_children_watch(&self, path: &str) -> Reply<(Vec<String>, Stat, Watch)> {
+        let (core, header) = match path::validate(path, false).and_then(|()| self.watch_context(Kind::Read)) {
+            Ok(c) => c,
+            Err(e) => return Reply::ready(Err(e)),
+        };
+        let (pending, watch) = match PendingWatch::enter(&core.watches, path, OneShot::Child) {
+            Ok(p) => p,
+            Err(e) => return Reply::ready(Err(e)),
+        };
+        let req = pb::GetChildrenRequest { header: Some(header), path: path.to_string(), watch: true };
+        self.submit(
+            Kind::Read,
+            req,
+            |ch, r| async move { data(ch).get_children(r).await },
+            move |r| {
+                let stat = stat(r.stat);
+                pending.arm(OneShot::Child, zxid_of(stat.pzxid));
+                Ok((r.children, stat, watch))
+            },
+        )
+    }
+
+    /// Leaves a persistent watch on `path` (ZooKeeper's `addWatch`): every
+    /// event on the node, or with [`AddWatchMode::PersistentRecursive`] on the
+    /// node and all its descendants (except NodeChildrenChanged), arrives on
+    /// the returned [`WatchStream`] in zxid order, from the first change after
+    /// this call on, until [`Client::remove_watches`] or the end of the
+    /// session. The node need not exist. Needs a session; carried across
+    /// reconnects.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: corral_client::Client) -> Result<(), corral_client::Error> {
+    /// use futures::StreamExt;
+    /// use corral_client::AddWatchMode;
+    /// let mut events = client.add_watch("/app", AddWatchMode::PersistentRecursive).await?;
+    /// while let Some(event) = events.next().await {
+    ///     println!("{event}"); // NodeCreated /app/job-1 (zxid 0x2a)
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] without a session or for a bad path.
+    pub fn add_watch(&self, path: &str, mode: AddWatchMode) -> Reply<WatchStream> {
+        let (core, header) = match path::validate(path, false).and_then(|()| self.watch_context(Kind::Read)) {
+            Ok(c) => c,
+            Err(e) => return Reply::ready(Err(e)),
+        };
+        let pending = match PendingListener::enter(&core.watches, path, mode) {
+            Ok(p) => p,
+            Err(e) => return Reply::ready(Err(e)),
+        };
+        let req = pb::AddWatchRequest {
+            header: Some(header),
+            path: path.to_string(),
+            mode: pb::AddWatchMode::from(mode) as i32,
+        };
+        // Registering twice is harmless (the member keeps one registration),
+        // so an ambiguous failure may be retried like a read.
+        self.submit(
+            Kind::Read,
+            req,
+            |ch, r| async move { SessionClient::new(ch).add_watch(r).await },
+            move |r| Ok(pending.arm(r.header.map_or(0, |h| h.zxid))),
+        )
+    }
+
+    /// Removes this session's watches of `kind` on `path` (ZooKeeper's
+    /// `removeAllWatches`): [`WatcherType::Data`] removes data and exists
+    /// watches, [`WatcherType::Any`] every kind. The removed watchers hear it:
+    /// each [`Watch`] resolves to a `DataWatchRemoved` / `ChildWatchRemoved`
+    /// event, each [`WatchStream`] yields `PersistentWatchRemoved` and ends.
+    ///
+    /// # Errors
+    /// NoWatcher if the session has no such watch on `path`;
+    /// [`Error::InvalidArgument`] without a session.
+    pub fn remove_watches(&self, path: &str, kind: WatcherType) -> Reply<()> {
+        let (core, header) = match path::validate(path, false).and_then(|()| self.watch_context(Kind::Write)) {
+            Ok(c) => c,
+            Err(e) => return Reply::ready(Err(e)),
+        };
+        let req = pb::RemoveWatchesRequest {
+            header: Some(header),
+            path: path.to_string(),
+            kind: pb::WatcherType::from(kind) as i32,
+        };
+        let registry = core.watches.clone();
+        let path = path.to_string();
+        self.submit(
+            Kind::Write,
+            req,
+            |ch, r| async move { SessionClient::new(ch).remove_watches(r).await },
+            move |_| {
+                registry.lock().removed(&path, kind);
+                Ok(())
+            },
+        )
     }
 
     fn check_ephemeral_session(&self, options: &CreateOptions) -> Result<(), Error> {
@@ -553,6 +879,11 @@ impl Client {
     }
 }
 
+/// A stat zxid as the unsigned zxid the wire uses elsewhere.
+fn zxid_of(z: i64) -> u64 {
+    u64::try_from(z).unwrap_or(0)
+}
+
 fn check_result_count(kinds: &[OpKind], results: &[pb::OpResult]) -> Result<(), Error> {
     if kinds.len() != results.len() {
         return Err(Error::Zk {
@@ -644,8 +975,8 @@ mod tests {
         let c = Client::connect(vec!["127.0.0.1:1".into()]).await.expect("valid endpoint");
         c.add_auth("digest", "u:p");
         c.add_auth("digest", "u:p");
-        *c.shared.session.write() =
-            Some(SessionInfo { id: 77, password: vec![1], timeout_ms: 1000 });
+        let info = SessionInfo { id: 77, password: vec![1], timeout_ms: 1000 };
+        *c.shared.session.write() = Some(SessionCore::new(info, c.shared.hub.clone(), 0));
         let h = c.header(Kind::Read);
         assert_eq!(h.session_id, 77);
         assert_eq!(h.auth.len(), 1);
@@ -671,5 +1002,60 @@ mod tests {
         assert!(matches!(read, Err(Error::ConnectionLoss(_))), "{read:?}");
         let write = c.set_data("/a", b"x", None).await;
         assert!(matches!(write, Err(Error::ConnectionLoss(_))), "{write:?}");
+    }
+
+    /// A client on an unreachable ensemble with a session installed by hand,
+    /// no task running: what requests do in each phase of the session.
+    async fn with_session() -> (Client, Arc<SessionCore>) {
+        let c = Client::builder(["127.0.0.1:1", "127.0.0.1:2"])
+            .request_timeout(std::time::Duration::from_millis(300))
+            .connect_timeout(std::time::Duration::from_millis(100))
+            .connect()
+            .await
+            .expect("valid endpoints");
+        let info = SessionInfo { id: 0x77, password: vec![1], timeout_ms: 3000 };
+        let core = SessionCore::new(info, c.shared.hub.clone(), 0);
+        *c.shared.session.write() = Some(core.clone());
+        (c, core)
+    }
+
+    #[tokio::test]
+    async fn session_requests_wait_for_the_stream_and_then_give_up() {
+        let (c, _core) = with_session().await;
+        assert_eq!(c.session_state(), SessionState::Connecting);
+        let started = tokio::time::Instant::now();
+        let r = c.get_data("/a").await;
+        assert!(matches!(&r, Err(Error::ConnectionLoss(m)) if m.contains("disconnected")), "{r:?}");
+        assert!(started.elapsed() >= std::time::Duration::from_millis(250), "it waited for a reconnect");
+    }
+
+    #[tokio::test]
+    async fn session_requests_stay_on_the_streams_member_and_give_it_up_when_unreachable() {
+        let (c, core) = with_session().await;
+        core.attached(1, 2);
+        assert_eq!(core.abandoned(), 0);
+        let r = c.exists("/a").await;
+        assert!(matches!(r, Err(Error::ConnectionLoss(_))), "{r:?}");
+        assert_eq!(core.abandoned(), 1, "the task is told to move the session");
+        assert_eq!(c.current_endpoint().as_deref(), Some("127.0.0.1:1"), "no failover of its own");
+        // Writes too: a connection that never opened proves nothing was sent.
+        let w = c.set_data("/a", b"x", None).await;
+        assert!(matches!(w, Err(Error::ConnectionLoss(_))), "{w:?}");
+    }
+
+    #[tokio::test]
+    async fn an_ended_session_fails_requests_and_watches_at_once() {
+        let (c, core) = with_session().await;
+        core.end(End::Expired);
+        assert_eq!(c.session_state(), SessionState::Expired);
+        let expired = |r: Result<(), Error>| matches!(r, Err(Error::Zk { code: ErrorCode::SessionExpired, .. }));
+        assert!(expired(c.get_data("/a").await.map(drop)));
+        assert!(expired(c.get_data_watch("/a").await.map(drop)));
+        assert!(expired(c.add_watch("/a", AddWatchMode::Persistent).await.map(drop)));
+        // Clearing it needs no server, and leaves a client without a session.
+        c.close_session().await.unwrap();
+        assert_eq!((c.session_state(), c.session_id()), (SessionState::Closed, 0));
+        let bare = c.get_data_watch("/a").await.map(drop);
+        assert!(matches!(bare, Err(Error::InvalidArgument(_))), "{bare:?}");
     }
 }

@@ -28,7 +28,10 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
+use corral_proto::ErrorCode;
+
 use crate::error::{Error, Failure};
+use crate::session::SessionCore;
 
 /// Backoff before the second round over all members; doubles each round.
 const BACKOFF_START: Duration = Duration::from_millis(50);
@@ -51,11 +54,20 @@ pub(crate) enum Kind {
 /// retry asks for everything seen up to that moment.
 pub(crate) trait Outgoing {
     fn set_min_zxid(&mut self, zxid: u64);
+    /// The session the request carries, 0 for none.
+    fn session_id(&self) -> i64 {
+        0
+    }
 }
 
 /// Response types that report the answering member's applied zxid.
 pub(crate) trait Incoming {
     fn zxid(&self) -> Option<u64>;
+    /// The reply header, whose `member_id` and `event_seq` order the reply
+    /// after the session's watch events (see `session.rs`).
+    fn header(&self) -> Option<&pb::ResponseHeader> {
+        None
+    }
 }
 
 macro_rules! with_header {
@@ -66,10 +78,16 @@ macro_rules! with_header {
                     h.min_zxid = zxid;
                 }
             }
+            fn session_id(&self) -> i64 {
+                self.header.as_ref().map_or(0, |h| h.session_id)
+            }
         }
         impl Incoming for pb::$resp {
             fn zxid(&self) -> Option<u64> {
                 self.header.as_ref().map(|h| h.zxid)
+            }
+            fn header(&self) -> Option<&pb::ResponseHeader> {
+                self.header.as_ref()
             }
         }
     )+};
@@ -90,6 +108,8 @@ with_header! {
     MultiRequest => MultiResponse,
     SyncRequest => SyncResponse,
     CloseSessionRequest => CloseSessionResponse,
+    AddWatchRequest => AddWatchResponse,
+    RemoveWatchesRequest => RemoveWatchesResponse,
 }
 
 impl Outgoing for pb::CreateSessionRequest {
@@ -211,6 +231,28 @@ impl Pool {
         self.last_zxid.load(Ordering::Acquire)
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.timeouts.request
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.timeouts.connect
+    }
+
+    /// The index of the member requests without a session go to.
+    pub(crate) fn current_index(&self) -> usize {
+        self.current.load(Ordering::Acquire) % self.members.len().max(1)
+    }
+
+    /// Points requests at the member a session's stream just attached to.
+    pub(crate) fn set_current(&self, idx: usize) {
+        self.current.store(idx, Ordering::Release);
+    }
+
     pub(crate) fn addrs(&self) -> Vec<String> {
         self.members.iter().map(|m| m.addr.clone()).collect()
     }
@@ -220,13 +262,13 @@ impl Pool {
         (n > 0).then(|| self.members[self.current.load(Ordering::Relaxed) % n].addr.clone())
     }
 
-    fn observe(&self, zxid: u64) {
+    pub(crate) fn observe(&self, zxid: u64) {
         self.last_zxid.fetch_max(zxid, Ordering::AcqRel);
     }
 
     /// The member's channel, connecting first if needed. An error means the
     /// connection could not be opened, so nothing was sent on it.
-    async fn channel(&self, idx: usize, deadline: Instant) -> Result<(u64, Channel), String> {
+    pub(crate) async fn channel(&self, idx: usize, deadline: Instant) -> Result<(u64, Channel), String> {
         let member = &self.members[idx];
         if let Some(open) = member.channel.lock().clone() {
             return Ok(open);
@@ -255,7 +297,7 @@ impl Pool {
     }
 
     /// Forgets the member's connection if it is still the one that failed.
-    fn drop_channel(&self, idx: usize, generation: u64) {
+    pub(crate) fn drop_channel(&self, idx: usize, generation: u64) {
         let mut slot = self.members[idx].channel.lock();
         if matches!(&*slot, Some((g, _)) if *g == generation) {
             *slot = None;
@@ -377,6 +419,107 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// Sends a request of a session to the member its stream is attached to
+    /// (rule 1 in `session.rs`), and returns the reply with the stream
+    /// generation it was sent under. Unlike [`Pool::call`] this does not move
+    /// between members itself, nor note the reply's zxid: the session task
+    /// moves the stream, and the caller notes the zxid once the reply passed
+    /// the event gate.
+    ///
+    /// Retries follow [`verdict`], except that "try another member" becomes
+    /// "wait for the session to re-attach (or a backoff) and try again": the
+    /// stream's member is the only one that can serve the session. SessionMoved
+    /// (the member no longer has our stream) is retried that way too; it
+    /// proves the request was not served.
+    pub(crate) async fn call_pinned<Req, Resp, F, Fut>(
+        &self,
+        kind: Kind,
+        mut req: Req,
+        rpc: F,
+        session: &SessionCore,
+        deadline: Instant,
+    ) -> Result<(Resp, u64), Error>
+    where
+        Req: Outgoing + Clone,
+        F: Fn(Channel, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        // What the caller hears when time runs out after retryable failures:
+        // the last of them (a SessionMoved was a reconnect in progress).
+        let give_up = |failure: Option<Failure>| match failure {
+            None => Error::Timeout,
+            Some(Failure::Zk { code: ErrorCode::SessionMoved, message, .. }) => Error::ConnectionLoss(message),
+            Some(other) => other.into_error(),
+        };
+        let mut backoff = BACKOFF_START;
+        let mut last = None;
+        loop {
+            let link = session.wait_connected(deadline).await?;
+            if Instant::now() >= deadline {
+                // Out of time: a connect attempt now would fail for that
+                // reason alone and wrongly blame the member.
+                return Err(give_up(last));
+            }
+            let idx = link.member_idx % self.members.len().max(1);
+            let failure = match self.channel(idx, deadline).await {
+                // Never sent: safe to try again, writes included. The member
+                // can't be reached, so the session must move elsewhere.
+                Err(why) => {
+                    session.abandon(link.gen);
+                    Failure::Transport(why)
+                }
+                Ok((generation, channel)) => {
+                    req.set_min_zxid(self.last_zxid());
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    let mut request = tonic::Request::new(req.clone());
+                    request.set_timeout(remaining);
+                    match tokio::time::timeout(remaining, rpc(channel, request)).await {
+                        Ok(Ok(reply)) => return Ok((reply.into_inner(), link.gen)),
+                        Ok(Err(status)) => {
+                            let failure = Failure::from_status(&status);
+                            if matches!(failure, Failure::Transport(_)) && status.code() == tonic::Code::Unavailable {
+                                session.abandon(link.gen);
+                            }
+                            if matches!(failure, Failure::Zk { code: ErrorCode::SessionMoved, .. }) {
+                                failure
+                            } else {
+                                match verdict(kind, &failure) {
+                                    Verdict::Fail => return Err(failure.into_error()),
+                                    Verdict::FailAndMoveOn { drop_channel, .. } => {
+                                        if drop_channel {
+                                            self.drop_channel(idx, generation);
+                                        }
+                                        return Err(failure.into_error());
+                                    }
+                                    Verdict::Retry { drop_channel, .. } => {
+                                        if drop_channel {
+                                            self.drop_channel(idx, generation);
+                                        }
+                                        failure
+                                    }
+                                }
+                            }
+                        }
+                        Err(_elapsed) => {
+                            self.drop_channel(idx, generation);
+                            return Err(Error::Timeout);
+                        }
+                    }
+                }
+            };
+            tracing::debug!(?failure, member = %self.members[idx].addr, "session request: retrying after a re-attach");
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(give_up(Some(failure)));
+            }
+            last = Some(failure);
+            session.wait_change(link.gen, (now + backoff).min(deadline)).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+}
+
 /// An error with its sources, since tonic's transport error alone only says
 /// "transport error".
 fn chain(e: &dyn std::error::Error) -> String {
@@ -484,16 +627,19 @@ mod tests {
     #[test]
     fn min_zxid_is_set_in_the_header() {
         let mut req = pb::GetDataRequest {
-            header: Some(pb::RequestHeader::default()),
+            header: Some(pb::RequestHeader { session_id: 5, ..Default::default() }),
             path: "/a".into(),
+            watch: false,
         };
+        assert_eq!(req.session_id(), 5);
         req.set_min_zxid(42);
         assert_eq!(req.header.map(|h| h.min_zxid), Some(42));
         let resp = pb::GetDataResponse {
-            header: Some(pb::ResponseHeader { zxid: 9, member_id: 1 }),
+            header: Some(pb::ResponseHeader { zxid: 9, member_id: 1, event_seq: 4 }),
             ..Default::default()
         };
         assert_eq!(resp.zxid(), Some(9));
+        assert_eq!(resp.header().map(|h| h.event_seq), Some(4));
         assert_eq!(pb::GetDataResponse::default().zxid(), None);
     }
 }

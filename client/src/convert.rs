@@ -9,7 +9,8 @@ use corral_proto::v1 as pb;
 use corral_proto::ErrorCode;
 
 use crate::types::{
-    Acl, ClusterStatus, CreateMode, MemberStatus, Op, OpResult, Role, Stat,
+    Acl, AddWatchMode, ClusterStatus, CreateMode, EventType, MemberStatus, Op, OpResult, Role, Stat,
+    WatchedEvent, WatcherType,
 };
 
 impl From<pb::Stat> for Stat {
@@ -129,9 +130,7 @@ impl From<Op> for pb::Op {
                 W::Check(pb::CheckRequest { header: None, path, version })
             }
             Op::GetData { path } => W::GetData(pb::GetDataRequest { header: None, path, watch: false }),
-            Op::GetChildren { path } => {
-                W::GetChildren(pb::GetChildrenRequest { header: None, path, watch: false })
-            }
+            Op::GetChildren { path } => W::GetChildren(pb::GetChildrenRequest { header: None, path, watch: false }),
         };
         pb::Op { op: Some(inner) }
     }
@@ -204,6 +203,55 @@ impl From<pb::StatusResponse> for ClusterStatus {
             session_count: s.session_count,
         }
     }
+}
+
+impl From<WatcherType> for pb::WatcherType {
+    fn from(w: WatcherType) -> pb::WatcherType {
+        match w {
+            WatcherType::Children => pb::WatcherType::Children,
+            WatcherType::Data => pb::WatcherType::Data,
+            WatcherType::Any => pb::WatcherType::Any,
+            WatcherType::Persistent => pb::WatcherType::Persistent,
+            WatcherType::PersistentRecursive => pb::WatcherType::PersistentRecursive,
+        }
+    }
+}
+
+impl From<pb::WatcherType> for WatcherType {
+    fn from(w: pb::WatcherType) -> WatcherType {
+        match w {
+            pb::WatcherType::Children => WatcherType::Children,
+            pb::WatcherType::Data => WatcherType::Data,
+            pb::WatcherType::Any => WatcherType::Any,
+            pb::WatcherType::Persistent => WatcherType::Persistent,
+            pb::WatcherType::PersistentRecursive => WatcherType::PersistentRecursive,
+        }
+    }
+}
+
+impl From<AddWatchMode> for pb::AddWatchMode {
+    fn from(m: AddWatchMode) -> pb::AddWatchMode {
+        match m {
+            AddWatchMode::Persistent => pb::AddWatchMode::Persistent,
+            AddWatchMode::PersistentRecursive => pb::AddWatchMode::PersistentRecursive,
+        }
+    }
+}
+
+/// A stream event as (event, which registration fired, the path it was set
+/// on). `None` for a type this client doesn't know (EVENT_TYPE_NONE or newer),
+/// which is then ignored. An unknown watcher kind routes as `Any`: ZooKeeper's
+/// client-side rules decide who hears it.
+pub(crate) fn watch_event(e: pb::WatchEvent) -> Option<(WatchedEvent, WatcherType, String)> {
+    let kind = match pb::EventType::try_from(e.r#type).ok()? {
+        pb::EventType::NodeCreated => EventType::NodeCreated,
+        pb::EventType::NodeDeleted => EventType::NodeDeleted,
+        pb::EventType::NodeDataChanged => EventType::NodeDataChanged,
+        pb::EventType::NodeChildrenChanged => EventType::NodeChildrenChanged,
+        pb::EventType::None => return None,
+    };
+    let watcher = pb::WatcherType::try_from(e.watcher).map_or(WatcherType::Any, WatcherType::from);
+    Some((WatchedEvent { kind, path: e.path, zxid: e.zxid }, watcher, e.watch_path))
 }
 
 #[cfg(test)]
@@ -328,11 +376,11 @@ mod tests {
         );
         assert_eq!(
             pb::Op::from(Op::get_data("/g")).op,
-            Some(W::GetData(pb::GetDataRequest { header: None, path: "/g".into() }))
+            Some(W::GetData(pb::GetDataRequest { header: None, path: "/g".into(), watch: false }))
         );
         assert_eq!(
             pb::Op::from(Op::get_children("/k")).op,
-            Some(W::GetChildren(pb::GetChildrenRequest { header: None, path: "/k".into() }))
+            Some(W::GetChildren(pb::GetChildrenRequest { header: None, path: "/k".into(), watch: false }))
         );
     }
 
@@ -430,5 +478,48 @@ mod tests {
         );
         let leaderless = ClusterStatus::from(pb::StatusResponse { leader_id: 0, ..w });
         assert_eq!(leaderless.leader_id, None);
+    }
+
+    #[test]
+    fn watch_events_keep_zookeepers_types_and_their_registration() {
+        let e = pb::WatchEvent {
+            r#type: 3,
+            path: "/a/b".into(),
+            zxid: 31,
+            watcher: pb::WatcherType::PersistentRecursive as i32,
+            watch_path: "/a".into(),
+        };
+        assert_eq!(
+            watch_event(e.clone()),
+            Some((
+                WatchedEvent { kind: EventType::NodeDataChanged, path: "/a/b".into(), zxid: 31 },
+                WatcherType::PersistentRecursive,
+                "/a".to_string()
+            ))
+        );
+        for (n, kind) in [
+            (1, EventType::NodeCreated),
+            (2, EventType::NodeDeleted),
+            (3, EventType::NodeDataChanged),
+            (4, EventType::NodeChildrenChanged),
+        ] {
+            assert_eq!(kind.code(), n);
+            let got = watch_event(pb::WatchEvent { r#type: n, ..e.clone() }).map(|(ev, _, _)| ev.kind);
+            assert_eq!(got, Some(kind));
+        }
+        assert_eq!(watch_event(pb::WatchEvent { r#type: 0, ..e.clone() }), None);
+        assert_eq!(watch_event(pb::WatchEvent { r#type: 99, ..e.clone() }), None);
+        let unknown_watcher = watch_event(pb::WatchEvent { watcher: 77, ..e }).map(|(_, w, _)| w);
+        assert_eq!(unknown_watcher, Some(WatcherType::Any));
+        for w in [
+            WatcherType::Children,
+            WatcherType::Data,
+            WatcherType::Any,
+            WatcherType::Persistent,
+            WatcherType::PersistentRecursive,
+        ] {
+            assert_eq!(WatcherType::from(pb::WatcherType::from(w)), w);
+        }
+        assert_eq!(pb::AddWatchMode::from(AddWatchMode::PersistentRecursive) as i32, 1);
     }
 }

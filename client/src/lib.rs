@@ -23,6 +23,28 @@
 //! - `types.rs`: [`Stat`], [`Acl`], [`CreateMode`], [`Op`]/[`OpResult`], [`ClusterStatus`].
 //! - `convert.rs`: every conversion to and from the wire types, in one place.
 //! - `path.rs`: ZooKeeper's client-side path validation.
+//! - `session.rs`: a session's stream to one member, pings, reconnects, the
+//!   [`SessionState`] machine, and the rule that holds a reply until the watch
+//!   events sent before it have arrived.
+//! - `watch.rs`: [`Watch`] and [`WatchStream`], and the client-side table that
+//!   routes events to them and re-registers them on reconnect.
+//!
+//! ## Sessions and watches
+//!
+//! ```no_run
+//! # async fn demo(client: corral_client::Client) -> Result<(), corral_client::Error> {
+//! use corral_client::{CreateMode, CreateOptions, EventType};
+//! client.start_session(10_000).await?;
+//! client.create("/lock", b"", CreateOptions::new(CreateMode::Ephemeral)).await?;
+//! let (stat, gone) = client.exists_watch("/leader").await?;
+//! if stat.is_some() && gone.await?.kind == EventType::NodeDeleted {
+//!     // our turn
+//! }
+//! client.close_session().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! See `docs/sessions-and-watches.md` for the guarantees and how they are kept.
 
 mod builder;
 mod client;
@@ -31,14 +53,18 @@ mod convert;
 mod dispatch;
 mod error;
 mod path;
+mod session;
 mod types;
+mod watch;
 
 pub use builder::{ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
 pub use client::Client;
 pub use corral_proto::ErrorCode;
 pub use dispatch::Reply;
 pub use error::Error;
+pub use session::SessionStates;
 pub use types::{
-    Acl, ClusterStatus, CreateMode, CreateOptions, MemberStatus, Op, OpResult, Role,
-    SessionInfo, Stat,
+    Acl, AddWatchMode, ClusterStatus, CreateMode, CreateOptions, EventType, MemberStatus, Op,
+    OpResult, Role, SessionInfo, SessionState, Stat, WatchedEvent, WatcherType,
 };
+pub use watch::{Watch, WatchStream};

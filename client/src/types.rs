@@ -365,6 +365,171 @@ impl fmt::Debug for SessionInfo {
     }
 }
 
+/// Where a client's session stands, ZooKeeper's `KeeperState` plus the
+/// states of the client's own life cycle. Observe it with
+/// `Client::session_state` and `Client::session_states`.
+///
+/// The transitions: `NoSession → Connecting → Connected ⇄ Disconnected`, and
+/// from any of those to one of the ends, `Expired`, `AuthFailed` or `Closed`.
+/// `Expired` and `AuthFailed` are terminal for the session: every later request
+/// fails (with SessionExpired or AuthFailed) until `Client::close_session`
+/// clears it, which moves to `Closed`; from `Closed` (or `NoSession`) a new
+/// `Client::start_session` begins again at `Connecting`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionState {
+    /// The client has never had a session: its requests carry none.
+    NoSession,
+    /// The session exists and the client is attaching its stream for the
+    /// first time (inside `Client::start_session`).
+    Connecting,
+    /// The session's stream is attached to a member: pings flow, watch events
+    /// arrive, and requests go to that member.
+    Connected,
+    /// The stream broke and the client is re-attaching, to whichever member
+    /// answers first (ZooKeeper's Disconnected, Curator's SUSPENDED). The
+    /// session, its ephemeral nodes and its watches live on unless the
+    /// server expires it meanwhile; requests wait for the reconnect (or fail
+    /// with ConnectionLoss when their timeout runs out).
+    Disconnected,
+    /// The server expired the session: it heard nothing for the session
+    /// timeout. Its ephemeral nodes are gone and its watches will not fire.
+    Expired,
+    /// A member refused the session's password.
+    AuthFailed,
+    /// The session was closed by `Client::close_session`.
+    Closed,
+}
+
+impl SessionState {
+    /// True for the states after which the session can't come back:
+    /// `Expired`, `AuthFailed` and `Closed`.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, SessionState::Expired | SessionState::AuthFailed | SessionState::Closed)
+    }
+
+    /// ZooKeeper's name for the state (`SyncConnected` for `Connected`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::NoSession => "NoSession",
+            SessionState::Connecting => "Connecting",
+            SessionState::Connected => "SyncConnected",
+            SessionState::Disconnected => "Disconnected",
+            SessionState::Expired => "Expired",
+            SessionState::AuthFailed => "AuthFailed",
+            SessionState::Closed => "Closed",
+        }
+    }
+}
+
+impl fmt::Display for SessionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happened to a watched node: ZooKeeper's `EventType`, with its numbers
+/// (see [`EventType::code`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    /// The node was created (an exists watch on a missing node).
+    NodeCreated,
+    /// The node was deleted.
+    NodeDeleted,
+    /// The node's data changed (set_data; also a re-created node's data).
+    NodeDataChanged,
+    /// A child was created or deleted (a child watch).
+    NodeChildrenChanged,
+    /// `Client::remove_watches` removed this data or exists watch.
+    DataWatchRemoved,
+    /// `Client::remove_watches` removed this child watch.
+    ChildWatchRemoved,
+    /// `Client::remove_watches` removed this persistent watch: its
+    /// [`WatchStream`](crate::WatchStream) ends after this event.
+    PersistentWatchRemoved,
+}
+
+impl EventType {
+    /// ZooKeeper's number for the type (NodeCreated = 1 ... PersistentWatchRemoved = 7).
+    pub fn code(self) -> i32 {
+        match self {
+            EventType::NodeCreated => 1,
+            EventType::NodeDeleted => 2,
+            EventType::NodeDataChanged => 3,
+            EventType::NodeChildrenChanged => 4,
+            EventType::DataWatchRemoved => 5,
+            EventType::ChildWatchRemoved => 6,
+            EventType::PersistentWatchRemoved => 7,
+        }
+    }
+
+    /// ZooKeeper's name for the type, e.g. `NodeDataChanged`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::NodeCreated => "NodeCreated",
+            EventType::NodeDeleted => "NodeDeleted",
+            EventType::NodeDataChanged => "NodeDataChanged",
+            EventType::NodeChildrenChanged => "NodeChildrenChanged",
+            EventType::DataWatchRemoved => "DataWatchRemoved",
+            EventType::ChildWatchRemoved => "ChildWatchRemoved",
+            EventType::PersistentWatchRemoved => "PersistentWatchRemoved",
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One watch notification: what happened, to which node, in which change.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WatchedEvent {
+    pub kind: EventType,
+    /// The node the event is about (for a recursive watch, the descendant that
+    /// changed, not the watched root).
+    pub path: String,
+    /// The zxid of the change. 0 when the event was fired on reconnect for a
+    /// change missed while disconnected (ZooKeeper does the same), and for the
+    /// `*WatchRemoved` events.
+    pub zxid: u64,
+}
+
+impl fmt::Display for WatchedEvent {
+    /// `NodeDataChanged /a (zxid 0x1f)`, the `corral watch` line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} (zxid {:#x})", self.kind, self.path, self.zxid)
+    }
+}
+
+/// Which watches `Client::remove_watches` removes (ZooKeeper's `WatcherType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WatcherType {
+    /// Child watches (`get_children_watch`).
+    Children,
+    /// Data and exists watches (`get_data_watch`, `exists_watch`).
+    Data,
+    /// Every kind, persistent ones included.
+    Any,
+    /// `AddWatchMode::Persistent` watches.
+    Persistent,
+    /// `AddWatchMode::PersistentRecursive` watches.
+    PersistentRecursive,
+}
+
+/// The kind of watch `Client::add_watch` leaves (ZooKeeper's `AddWatchMode`).
+/// Both stay until removed (or the session ends), unlike the one-shot watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AddWatchMode {
+    /// Every NodeCreated, NodeDeleted, NodeDataChanged and NodeChildrenChanged
+    /// of the node itself.
+    Persistent,
+    /// Every NodeCreated, NodeDeleted and NodeDataChanged of the node and all
+    /// its descendants (no NodeChildrenChanged: a child's creation or deletion
+    /// already arrives as that child's own event).
+    PersistentRecursive,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -434,6 +434,58 @@ async fn a_holder_whose_node_is_deleted_exits_1() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_prints_one_line_per_event_until_a_signal() {
+    let e = Ensemble::start().await;
+    let client = e.client().await;
+    let persistent = || corral_client::CreateOptions::new(corral_client::CreateMode::Persistent);
+    client.create("/cw", b"", persistent()).await.expect("create");
+
+    let mut cmd = command(Some(&e.endpoints));
+    cmd.args(["watch", "-R", "/cw"]);
+    let mut running = Running(cmd.spawn().expect("spawn corral"));
+    let out = running.0.stdout.take().expect("stdout is piped");
+    let (tx, lines) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+
+    // Nothing says when the watch is in place: change the node until the
+    // command reports a change, then let the pokes in flight drain.
+    let start = Instant::now();
+    let first = loop {
+        client.set_data("/cw", b"poke", None).await.expect("set");
+        match lines.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => break line,
+            Err(_) => assert!(start.elapsed() < DEADLINE, "no event line from `corral watch`"),
+        }
+    };
+    assert!(first.starts_with("NodeDataChanged /cw (zxid 0x") && first.ends_with(')'), "{first}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while lines.try_recv().is_ok() {}
+
+    let (_, created) = client.create("/cw/a", b"", persistent()).await.expect("create child");
+    let set = client.set_data("/cw/a", b"x", None).await.expect("set child");
+    client.delete("/cw/a", None).await.expect("delete child");
+    let next = || lines.recv_timeout(DEADLINE).expect("an event line");
+    assert_eq!(next(), format!("NodeCreated /cw/a (zxid {:#x})", created.czxid));
+    assert_eq!(next(), format!("NodeDataChanged /cw/a (zxid {:#x})", set.mzxid));
+    let deleted = next();
+    assert!(deleted.starts_with("NodeDeleted /cw/a (zxid 0x"), "{deleted}");
+
+    // Ctrl-C closes the session and exits 0, quietly.
+    running.signal(libc::SIGINT);
+    let out = tokio::task::spawn_blocking(move || running.finish()).await.expect("runner");
+    assert_eq!((out.code, out.stderr.as_str()), (Some(0), ""), "{out:?}");
+    e.wait_no_sessions().await;
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_the_members_and_the_leader() {
     let e = Ensemble::start().await;
     e.run(&["create", "/counted"]).await.ok();

@@ -185,13 +185,17 @@ impl Server {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        // Session streams end now, so their clients move to another member at once; graceful
+        // shutdown would otherwise wait on them.
+        self.member.state.watches.lock().drop_all();
         if let Err(e) = self.member.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
         }
-        if let Some(serving) = self.serving.take() {
+        if let Some(mut serving) = self.serving.take() {
             // Open client streams can hold graceful shutdown up; don't wait forever.
-            if tokio::time::timeout(Duration::from_secs(5), serving).await.is_err() {
-                tracing::warn!("gRPC server did not stop within 5 s");
+            if tokio::time::timeout(Duration::from_secs(5), &mut serving).await.is_err() {
+                tracing::warn!("gRPC server did not stop within 5 s; aborting it");
+                serving.abort();
             }
         }
     }
@@ -207,6 +211,7 @@ impl Drop for Server {
         if let Some((_, zk)) = self.zk.take() {
             zk.abort();
         }
+        self.member.state.watches.lock().drop_all();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
             let raft = self.member.raft.clone();

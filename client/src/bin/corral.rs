@@ -8,6 +8,7 @@
 //! corral delete [-v VERSION] PATH
 //! corral ls [-R] PATH                                   one child per line; -R every descendant
 //! corral stat PATH                                      the Stat, as zkCli prints it
+//! corral watch [-R] PATH                                one line per event until Ctrl-C
 //! corral status                                         members, roles, leader, term, zxids
 //! ```
 //!
@@ -17,7 +18,8 @@
 //!
 //! Failures print `Error: <ZooKeeper code name>: <message>` to stderr and exit
 //! with status 1; usage errors exit with status 2. `create -e` stays in the
-//! foreground holding its session (and so its node) until Ctrl-C or SIGTERM.
+//! foreground holding its session (and so its node) until Ctrl-C or SIGTERM;
+//! so does `watch`, printing events.
 //!
 //! The implementation lives in `client/src/cli/`; this file only hands over to it.
 

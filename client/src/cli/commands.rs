@@ -5,17 +5,30 @@ use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use corral_client::{Client, CreateMode, CreateOptions, Error, ErrorCode, Stat};
+use corral_client::{
+    AddWatchMode, Client, CreateMode, CreateOptions, Error, ErrorCode, EventType, SessionState, Stat,
+};
+use futures::StreamExt;
 
 use super::format;
 use super::{
     arg_bytes, emit, stdout_is_terminal, CliError, CreateArgs, DeleteArgs, GetArgs, LsArgs, SetArgs, StatArgs,
+    WatchArgs,
 };
 
-/// The session timeout `create -e` asks for when not told otherwise: short
-/// enough that a holder killed with SIGKILL releases its node soon, once the
-/// server expires the session.
+/// The session timeout `create -e` and `watch` ask for when not told
+/// otherwise: short enough that a holder killed with SIGKILL releases its node
+/// soon, once the server expires the session.
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long to wait before looking again after a check that may not have
+/// reached the ensemble (the session is reconnecting).
+const RECHECK_AFTER: Duration = Duration::from_millis(200);
+
+fn timeout_ms(timeout: Option<Duration>) -> i32 {
+    let timeout = timeout.unwrap_or(DEFAULT_SESSION_TIMEOUT);
+    i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX)
+}
 
 /// ZooKeeper's "any version" is -1 on the wire; the client spells it `None`.
 fn version(v: Option<i32>) -> Option<i32> {
@@ -32,8 +45,7 @@ pub async fn create(client: &Client, args: CreateArgs) -> Result<(), CliError> {
     }
     let data = args.data.map(arg_bytes).unwrap_or_default();
     if mode.is_ephemeral() {
-        let timeout = args.session_timeout.unwrap_or(DEFAULT_SESSION_TIMEOUT);
-        return hold_ephemeral(client, &args.path, &data, options, timeout).await;
+        return hold_ephemeral(client, &args.path, &data, options, timeout_ms(args.session_timeout)).await;
     }
     let (path, _) = client.create(&args.path, &data, options).await?;
     emit(format!("Created {path}\n").as_bytes())
@@ -46,15 +58,14 @@ async fn hold_ephemeral(
     path: &str,
     data: &[u8],
     options: CreateOptions,
-    session_timeout: Duration,
+    session_timeout_ms: i32,
 ) -> Result<(), CliError> {
     // Installed before the node exists, so a signal that arrives at any point
     // after `Created` is printed is seen rather than killing the process with
     // the session still open.
     let mut stop = StopSignal::install()?;
-    let timeout_ms = i32::try_from(session_timeout.as_millis()).unwrap_or(i32::MAX);
-    let session = client.start_session(timeout_ms).await?;
-    let held = hold(client, path, data, options, session.id, session.timeout_ms, &mut stop).await;
+    let session = client.start_session(session_timeout_ms).await?;
+    let held = hold(client, path, data, options, session.id, &mut stop).await;
     // Closing the session is what deletes the node, so it happens whether the
     // hold ended by a signal or failed (a failed create must not leave an
     // open session behind either).
@@ -70,7 +81,6 @@ async fn hold(
     data: &[u8],
     options: CreateOptions,
     session_id: i64,
-    session_timeout_ms: i32,
     stop: &mut StopSignal,
 ) -> Result<(), CliError> {
     let (path, _) = client.create(path, data, options).await?;
@@ -78,34 +88,80 @@ async fn hold(
     if std::io::stderr().is_terminal() {
         eprintln!("Holding ephemeral node {path} (session 0x{session_id:x}); press Ctrl-C to delete it and exit.");
     }
-    // Checking the node a few times per session timeout keeps the session
-    // busy (a server that expires idle sessions sees traffic) and notices when
-    // the node is gone, at which point there is nothing left to hold.
-    let period = Duration::from_millis(u64::try_from(session_timeout_ms / 3).unwrap_or(0).max(200));
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The session's own pings keep it (and so the node) alive. An exists
+    // watch notices when someone else deletes the node, at which point there
+    // is nothing left to hold; a session that expires fails the watch.
+    let deleted = || -> CliError {
+        Error::Zk { code: ErrorCode::NoNode, message: format!("{path} was deleted while this command held it") }.into()
+    };
+    loop {
+        let check = tokio::select! {
+            () = stop.recv() => return Ok(()),
+            check = client.exists_watch(&path) => check,
+        };
+        let watch = match check {
+            Ok((Some(stat), watch)) if stat.ephemeral_owner == session_id => watch,
+            Ok(_) => return Err(deleted()),
+            // No member reachable for now: the session may well survive it.
+            Err(e) if !e.is_definite() => {
+                tokio::select! {
+                    () = stop.recv() => return Ok(()),
+                    () = tokio::time::sleep(RECHECK_AFTER) => continue,
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let event = tokio::select! {
+            () = stop.recv() => return Ok(()),
+            event = watch => event?,
+        };
+        if event.kind == EventType::NodeDeleted {
+            return Err(deleted());
+        }
+        // Anything else (the data changed): look again, with a new watch.
+    }
+}
+
+/// `watch PATH [-R]`: open a session, leave a persistent (or recursive) watch
+/// and print each event as a line until a signal says to stop.
+pub async fn watch(client: &Client, args: WatchArgs) -> Result<(), CliError> {
+    let mut stop = StopSignal::install()?;
+    client.start_session(timeout_ms(args.session_timeout)).await?;
+    let followed = follow(client, &args, &mut stop).await;
+    let closed = client.close_session().await;
+    followed?;
+    closed?;
+    Ok(())
+}
+
+async fn follow(client: &Client, args: &WatchArgs, stop: &mut StopSignal) -> Result<(), CliError> {
+    let mode = if args.recursive { AddWatchMode::PersistentRecursive } else { AddWatchMode::Persistent };
+    let mut states = client.session_states();
+    let mut events = client.add_watch(&args.path, mode).await?;
+    let human = std::io::stderr().is_terminal();
+    if human {
+        let what = if args.recursive { "and everything under it" } else { "(the node itself)" };
+        eprintln!("Watching {} {what}; press Ctrl-C to stop.", args.path);
+    }
     loop {
         tokio::select! {
             () = stop.recv() => return Ok(()),
-            _ = ticks.tick() => {}
-        }
-        let check = tokio::select! {
-            () = stop.recv() => return Ok(()),
-            check = client.exists(&path) => check,
-        };
-        match check {
-            Ok(Some(stat)) if stat.ephemeral_owner == session_id => {}
-            Ok(_) => {
-                return Err(Error::Zk {
-                    code: ErrorCode::NoNode,
-                    message: format!("{path} was deleted while this command held it"),
+            event = events.next() => match event {
+                Some(event) => emit(format!("{event}\n").as_bytes())?,
+                // The stream ends with the session.
+                None => {
+                    return Err(Error::Zk {
+                        code: ErrorCode::SessionExpired,
+                        message: format!("the session ended ({}): no more events", client.session_state()),
+                    }
+                    .into())
                 }
-                .into())
+            },
+            Some(state) = states.next() => {
+                if human && matches!(state, SessionState::Disconnected | SessionState::Connected) {
+                    eprintln!("({state})");
+                }
             }
-            // Lost contact for now: the session may well survive it, and the
-            // next check will tell.
-            Err(e) if !e.is_definite() => {}
-            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -35,6 +35,7 @@ pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:700
         corral get -s /app\n  \
         corral set -v 0 /app '{\"v\":2}'\n  \
         corral ls -R /\n  \
+        corral watch -R /app\n  \
         corral status"
 )]
 pub struct Cli {
@@ -100,6 +101,10 @@ pub enum Command {
     Ls(LsArgs),
     /// Print a node's Stat as zkCli does.
     Stat(StatArgs),
+    /// Print every change of a node (-R: of its whole subtree) as it happens,
+    /// one line per event, until Ctrl-C.
+    #[command(long_about = WATCH_LONG_ABOUT)]
+    Watch(WatchArgs),
     /// Show the ensemble as the answering member sees it: members, roles,
     /// leader, term, commit/applied zxid, znode and session counts.
     Status,
@@ -149,6 +154,37 @@ pub struct CreateArgs {
 
     /// The node's data (empty if omitted), stored as the argument's bytes.
     pub data: Option<OsString>,
+}
+
+const WATCH_LONG_ABOUT: &str = "\
+Print every change of a node as it happens, one line per event, until Ctrl-C.
+
+Leaves a persistent watch (ZooKeeper's addWatch PERSISTENT), or with -R a
+persistent recursive one, and prints each event as
+
+  NodeDataChanged /app (zxid 0x1f)
+
+NodeCreated, NodeDeleted, NodeDataChanged and NodeChildrenChanged for the node;
+with -R, NodeCreated, NodeDeleted and NodeDataChanged for the node and every
+descendant (no NodeChildrenChanged: a child's own event says it). The node need
+not exist yet. The command holds a session for the watch and stays in the
+foreground; Ctrl-C, SIGTERM or SIGHUP close the session and exit 0. If the
+session expires it exits 1. Events missed while reconnecting to another member
+are reported on reconnect, with zxid 0x0.";
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Recursive: the node and every descendant, present or future.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+
+    /// The session timeout to ask for (the server clamps it to its bounds).
+    /// Default 10s.
+    #[arg(long, value_name = "DURATION", value_parser = format::parse_duration)]
+    pub session_timeout: Option<Duration>,
+
+    /// The node's path, e.g. /app.
+    pub path: String,
 }
 
 #[derive(Debug, Args)]
@@ -290,6 +326,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Delete(args) => commands::delete(&client, args).await,
         Command::Ls(args) => commands::ls(&reader, args).await,
         Command::Stat(args) => commands::stat(&reader, args).await,
+        Command::Watch(args) => commands::watch(&client, args).await,
         Command::Status => commands::status(&client).await,
     }
 }
@@ -353,6 +390,18 @@ mod tests {
         ] {
             assert!(parse(good).is_ok(), "{good:?}");
         }
+    }
+
+    #[test]
+    fn watch_takes_a_path_and_an_optional_recursive_flag() {
+        let cli = parse(&["watch", "-R", "/app", "--session-timeout", "4s"]).unwrap();
+        let Command::Watch(w) = cli.command else { panic!("watch") };
+        assert!(w.recursive);
+        assert_eq!((w.path.as_str(), w.session_timeout), ("/app", Some(Duration::from_secs(4))));
+        let cli = parse(&["watch", "/app"]).unwrap();
+        let Command::Watch(w) = cli.command else { panic!("watch") };
+        assert!(!w.recursive && w.session_timeout.is_none());
+        assert!(parse(&["watch"]).is_err());
     }
 
     #[test]

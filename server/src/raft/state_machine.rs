@@ -295,7 +295,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         // Queued before the tree lock is released: no read can see this entry's
                         // effect before its watch events are on their way.
                         let mut watches = shared.watches.lock();
-                        watches.dispatch(index, &out.events);
+                        // The ended session's connection goes first, as ZooKeeper closes it
+                        // before the deletes of its ephemerals notify anyone: it never hears
+                        // about its own ephemerals going.
                         if out.result.is_ok() {
                             match txn.op {
                                 TxnOp::CloseSession { session_id } => {
@@ -307,6 +309,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                                 _ => {}
                             }
                         }
+                        watches.dispatch(index, &out.events);
                         drop(watches);
                         if !out.events.is_empty() {
                             applied.push(AppliedEntry { zxid: index, events: out.events });
