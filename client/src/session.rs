@@ -294,7 +294,7 @@ impl SessionCore {
     /// over, and with ConnectionLoss if `deadline` passes first.
     pub(crate) async fn wait_connected(&self, deadline: Instant) -> Result<Link, Error> {
         let mut rx = self.link.subscribe();
-        let waited = tokio::time::timeout_at(
+        let waited = timeout_at(
             deadline,
             rx.wait_for(|l| matches!(l.phase, Phase::Connected | Phase::Ended(_))),
         )
@@ -316,7 +316,7 @@ impl SessionCore {
     /// session ends, or `until`.
     pub(crate) async fn wait_change(&self, gen: u64, until: Instant) {
         let mut rx = self.link.subscribe();
-        let _ = tokio::time::timeout_at(
+        let _ = timeout_at(
             until,
             rx.wait_for(|l| l.gen != gen || matches!(l.phase, Phase::Ended(_))),
         )
@@ -333,7 +333,7 @@ impl SessionCore {
     ) -> Result<(), Error> {
         let mut rx = self.link.subscribe();
         let waited =
-            tokio::time::timeout_at(deadline, rx.wait_for(|l| gate(l, member_id, event_seq, sent_gen))).await;
+            timeout_at(deadline, rx.wait_for(|l| gate(l, member_id, event_seq, sent_gen))).await;
         match waited {
             Ok(_) => Ok(()),
             Err(_) => Err(Error::ConnectionLoss(format!(
@@ -468,6 +468,7 @@ pub(crate) async fn run(core: Arc<SessionCore>, pool: Arc<Pool>, first: usize) {
     let mut stop = core.stop.subscribe();
     loop {
         let attempt = tokio::select! {
+            biased;
             r = attach(&core, &pool, idx) => r,
             _ = stop.wait_for(|s| *s) => return,
         };
@@ -477,6 +478,7 @@ pub(crate) async fn run(core: Arc<SessionCore>, pool: Arc<Pool>, first: usize) {
                 backoff = BACKOFF_START;
                 let channel_gen = live.channel_gen;
                 let lost = tokio::select! {
+                    biased;
                     lost = pump(&core, &pool, idx, live) => lost,
                     _ = stop.wait_for(|s| *s) => return,
                 };
@@ -504,6 +506,7 @@ pub(crate) async fn run(core: Arc<SessionCore>, pool: Arc<Pool>, first: usize) {
                 idx = (idx + 1) % n;
                 if misses % n == 0 {
                     tokio::select! {
+                        biased;
                         () = tokio::time::sleep(backoff) => {}
                         _ = stop.wait_for(|s| *s) => return,
                     }
@@ -548,7 +551,7 @@ async fn attach(core: &SessionCore, pool: &Pool, idx: usize) -> Result<Live, Att
         pool.drop_channel(idx, channel_gen);
         AttachError::Retry(why)
     };
-    let response = match tokio::time::timeout_at(deadline, client.stream(rx)).await {
+    let response = match timeout_at(deadline, client.stream(rx)).await {
         Err(_) => return Err(broken("no answer to Attach".into())),
         Ok(Err(status)) => {
             if matches!(Failure::from_status(&status), Failure::Transport(_)) {
@@ -560,7 +563,7 @@ async fn attach(core: &SessionCore, pool: &Pool, idx: usize) -> Result<Live, Att
     };
     let mut inbound = response.into_inner();
     use pb::session_server_message::Msg;
-    match tokio::time::timeout_at(deadline, inbound.message()).await {
+    match timeout_at(deadline, inbound.message()).await {
         Err(_) => Err(broken("no Attached in time".into())),
         Ok(Err(status)) => Err(classify(&status)),
         Ok(Ok(None)) => Err(AttachError::Retry("the stream ended before Attached".into())),
@@ -611,6 +614,7 @@ async fn pump(core: &SessionCore, pool: &Pool, idx: usize, live: Live) -> Lost {
         let silent_until = last_heard + read_timeout;
         let paused = core.pings_paused();
         tokio::select! {
+            biased;
             _ = ping.tick() => {
                 if !core.pings_paused()
                     && tx.unbounded_send(client_msg(pb::session_client_message::Msg::Ping(pb::Ping {}))).is_err()
@@ -848,4 +852,12 @@ mod tests {
         wait.await.unwrap();
         assert_eq!(c.link().gen, 2);
     }
+}
+
+/// `tokio::time::timeout_at`, which madsim's time module lacks: the same over `timeout`.
+async fn timeout_at<F: std::future::Future>(
+    deadline: tokio::time::Instant,
+    future: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    tokio::time::timeout(deadline.saturating_duration_since(tokio::time::Instant::now()), future).await
 }

@@ -24,7 +24,9 @@ pub mod raft;
 pub mod rt;
 pub mod server;
 pub mod storage;
+#[cfg(not(madsim))]
 pub mod testing;
 pub mod tree;
 pub mod watch;
+#[cfg(not(madsim))]
 pub mod zk;

@@ -100,6 +100,29 @@ impl Server {
         Ok(Server { member, addr, stop: Some(stop), serving: Some(serving), sessions: Some(sessions), zk })
     }
 
+    /// Starts a member inside the simulator: gRPC through madsim-tonic on `config.grpc_addr`, over
+    /// the given (simulated) storage. No ZooKeeper port: the simulator's TCP has no split halves.
+    #[cfg(madsim)]
+    pub async fn start_simulated(config: Config, backend: Arc<dyn LogBackend>) -> Result<Server, ServerError> {
+        config.validate()?;
+        let addr: std::net::SocketAddr = config
+            .grpc_addr
+            .parse()
+            .map_err(|e| ConfigError::Invalid(format!("grpc_addr {:?}: {e}", config.grpc_addr)))?;
+        let member = Server::open_member(&config, backend).await?;
+        let router = Server::router(&config, &member);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = tokio::spawn(router.serve_with_shutdown(addr, async {
+            let _ = stopped.await;
+        }));
+        let sessions = tokio::spawn(crate::api::sessions::run(
+            member.clone(),
+            config.tick_ms,
+            Duration::from_millis(config.container_check_ms),
+        ));
+        Ok(Server { member, addr, stop: Some(stop), serving: Some(serving), sessions: Some(sessions), zk: None })
+    }
+
     async fn open_member(config: &Config, backend: Arc<dyn LogBackend>) -> Result<Arc<Member>, ServerError> {
         let log_store = LogStore::new(backend.clone());
         let state_machine = StateMachine::open_with_limit(backend, config.max_data_len)?;

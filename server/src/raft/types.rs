@@ -22,8 +22,14 @@ openraft::declare_raft_types!(
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = Runtime,
 );
+
+/// Real tokio normally; madsim's tasks, clock and randomness in the simulator.
+#[cfg(not(madsim))]
+pub type Runtime = openraft::TokioRuntime;
+#[cfg(madsim)]
+pub type Runtime = crate::rt::SimRuntime;
 
 pub type NodeId = u64;
 pub type Node = openraft::BasicNode;
