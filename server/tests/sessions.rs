@@ -465,9 +465,20 @@ async fn ten_thousand_watchers_on_one_node_each_get_exactly_one_event() {
         streams_done += 1;
         let tx = events_tx.clone();
         keepers.push(tokio::spawn(async move {
-            while let Ok(Some(m)) = stream.rx.message().await {
-                if let Some(Msg::Event(e)) = m.msg {
-                    let _ = tx.send((i, e));
+            // Ping as a client would, so setting up 10 000 sessions on a slow machine does not
+            // outlast the first sessions' timeouts.
+            loop {
+                tokio::select! {
+                    biased;
+                    m = stream.rx.message() => match m {
+                        Ok(Some(m)) => {
+                            if let Some(Msg::Event(e)) = m.msg {
+                                let _ = tx.send((i, e));
+                            }
+                        }
+                        _ => break,
+                    },
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => stream.ping(),
                 }
             }
             drop(stream.tx);

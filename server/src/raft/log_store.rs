@@ -1,9 +1,10 @@
 //! openraft's [`RaftLogStorage`] over a [`LogBackend`]: encodes entries with bincode and calls
 //! the backend inline.
 //!
-//! The backend is synchronous and an append blocks for one fsync. That is done inline rather
-//! than on a blocking thread pool: the Raft core awaits every log write in order anyway, and
-//! inline calls stay deterministic under the simulator.
+//! The backend is synchronous. An append writes its entries at once (so replication can read
+//! them) and leaves the fsync to a flush task that syncs once for every append queued meanwhile
+//! and only then reports them flushed to openraft: the group commit, without stalling Raft's
+//! core on the disk. Votes, truncations and purges sync inline.
 
 // openraft's StorageError is large and fixed by its trait signatures.
 #![allow(clippy::result_large_err)]
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, RaftLogReader, StorageIOError};
+use tokio::sync::mpsc;
 
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::storage::{BackendError, LogBackend};
@@ -23,11 +25,52 @@ use crate::storage::{BackendError, LogBackend};
 #[derive(Clone)]
 pub struct LogStore {
     backend: Arc<dyn LogBackend>,
+    /// Appends waiting for their sync, in order (see [`flush_loop`]).
+    flushes: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
 }
 
 impl LogStore {
+    /// Must be called inside the runtime: it starts the member's flush task.
     pub fn new(backend: Arc<dyn LogBackend>) -> LogStore {
-        LogStore { backend }
+        let (flushes, pending) = mpsc::unbounded_channel();
+        tokio::spawn(flush_loop(backend.clone(), pending));
+        LogStore { backend, flushes }
+    }
+}
+
+/// Group commit. `append` writes its entries and hands its callback here; this task syncs once
+/// for every append queued since the last sync and then acknowledges them, in order. Raft's core
+/// goes on (replicating, applying) while the disk syncs, and appends that arrive meanwhile share
+/// the next sync. An entry counts toward a quorum only once its callback ran, i.e. after the sync.
+async fn flush_loop(backend: Arc<dyn LogBackend>, mut pending: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
+    while let Some(first) = pending.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = pending.try_recv() {
+            batch.push(more);
+        }
+        // Every callback here was queued after its entries were written, so one sync covers all.
+        let result = sync(&backend).await;
+        for callback in batch {
+            let r = result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.clone()));
+            callback.log_io_completed(r);
+        }
+    }
+}
+
+/// A blocking fsync, off the async workers in production; inline in the simulator, whose disk
+/// is memory and which must not start threads.
+async fn sync(backend: &Arc<dyn LogBackend>) -> Result<(), String> {
+    #[cfg(not(madsim))]
+    {
+        let backend = backend.clone();
+        match tokio::task::spawn_blocking(move || backend.sync()).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("sync task: {e}")),
+        }
+    }
+    #[cfg(madsim)]
+    {
+        backend.sync().map_err(|e| e.to_string())
     }
 }
 
@@ -119,9 +162,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map(|entry| Ok((entry.log_id.index, bincode::serialize(&entry).map_err(BackendError::from)?)))
             .collect::<Result<Vec<_>, BackendError>>()
             .map_err(write)?;
-        // One durable sync for everything openraft handed us: the group commit.
-        self.backend.append(&batch).map_err(write)?;
-        callback.log_io_completed(Ok(()));
+        self.backend.write_entries(&batch).map_err(write)?;
+        // Acknowledged by the flush task once synced, together with whatever else is queued.
+        if let Err(unsent) = self.flushes.send(callback) {
+            // The flush task is gone (the member is stopping): sync here instead.
+            let r = self.backend.sync().map_err(std::io::Error::from);
+            unsent.0.log_io_completed(r);
+        }
         Ok(())
     }
 

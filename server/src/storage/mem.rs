@@ -128,9 +128,19 @@ impl LogBackend for MemBackend {
         Ok(self.read(|i| i.committed))
     }
 
-    fn append(&self, entries: &[(u64, Vec<u8>)]) -> Result<()> {
+    fn write_entries(&self, entries: &[(u64, Vec<u8>)]) -> Result<()> {
         let entries = entries.iter().map(|(i, b)| (*i, Arc::from(b.as_slice()))).collect();
-        self.write(Write::Append(entries), true);
+        self.write(Write::Append(entries), false);
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<()> {
+        let mut st = self.state.lock();
+        let st = &mut *st;
+        for w in st.unsynced.drain(..) {
+            st.durable.apply(&w);
+        }
+        st.syncs += 1;
         Ok(())
     }
 

@@ -79,9 +79,18 @@ pub trait LogBackend: Send + Sync + 'static {
     fn save_committed(&self, committed: Option<LogId>) -> Result<()>;
     fn read_committed(&self) -> Result<Option<LogId>>;
 
-    /// Stores a batch of `(index, serialized entry)` with ONE durable sync for the whole batch:
-    /// this is Corral's group commit. Indexes are consecutive and continue the log.
-    fn append(&self, entries: &[(u64, Vec<u8>)]) -> Result<()>;
+    /// Stores a batch of `(index, serialized entry)` with ONE durable sync for the whole batch.
+    /// Indexes are consecutive and continue the log.
+    fn append(&self, entries: &[(u64, Vec<u8>)]) -> Result<()> {
+        self.write_entries(entries)?;
+        self.sync()
+    }
+    /// Stores entries as [`LogBackend::append`] does, but not durably: readable at once, durable
+    /// at the next [`LogBackend::sync`] (or any other durable write).
+    fn write_entries(&self, entries: &[(u64, Vec<u8>)]) -> Result<()>;
+    /// Makes every earlier write durable. Several `write_entries` calls share one sync: this is
+    /// Corral's group commit.
+    fn sync(&self) -> Result<()>;
     /// Durably removes every entry with index >= `from`.
     fn truncate(&self, from: u64) -> Result<()>;
     /// Durably removes every entry with index <= `upto.index` and records `upto` as the last

@@ -111,13 +111,17 @@ impl LogBackend for SledBackend {
         Ok(self.get::<Option<LogId>>(COMMITTED)?.flatten())
     }
 
-    fn append(&self, entries: &[(u64, Vec<u8>)]) -> Result<()> {
+    fn write_entries(&self, entries: &[(u64, Vec<u8>)]) -> Result<()> {
         let mut batch = sled::Batch::default();
         for (index, bytes) in entries {
             batch.insert(&index.to_be_bytes(), bytes.as_slice());
         }
         self.logs.apply_batch(batch)?;
-        self.sync()
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<()> {
+        SledBackend::sync(self)
     }
 
     fn truncate(&self, from: u64) -> Result<()> {
