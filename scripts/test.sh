@@ -11,6 +11,28 @@ export RUST_BACKTRACE=1
 
 step() { printf '\n==== %s ====\n' "$*"; }
 started=$(date +%s)
+# The simulation's fixed budget: seeds per scenario, and the first seed (fixed, so CI is
+# reproducible; a soak run picks its own, see docs/testing.md).
+SIM_SEEDS="${SIM_SEEDS:-60}"
+SIM_SEED="${SIM_SEED:-1}"
+
+# What the real-client suites need beyond Rust: Apache ZooKeeper 3.8 (zkCli.sh, the reference
+# server for the differential test) from Debian, and kazoo + pytest from PyPI.
+install_prerequisites() {
+    if [ ! -x /usr/share/zookeeper/bin/zkCli.sh ]; then
+        step "installing Apache ZooKeeper (Debian package zookeeper)"
+        local sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq zookeeper >/dev/null
+    fi
+    if ! python3 -c 'import kazoo, pytest' 2>/dev/null; then
+        step "installing kazoo and pytest (PyPI)"
+        python3 -m pip install --quiet --disable-pip-version-check kazoo==2.11.0 pytest
+    fi
+}
+
+install_prerequisites
 
 step "toolchain"
 cargo --version
@@ -29,5 +51,15 @@ fi
 step "unit, property and integration tests"
 # Integration tests start whole ensembles on loopback; two at a time suits a 2-core machine.
 cargo test --workspace --locked -- --test-threads=2
+
+step "deterministic simulation (madsim): $SIM_SEEDS seeds per scenario from seed $SIM_SEED"
+# Its own target directory: the simulation build compiles every crate with --cfg madsim.
+RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR="${CORRAL_SIM_TARGET_DIR:-$HOME/.cache/corral-sim-target}" \
+    MADSIM_TEST_SEED="$SIM_SEED" MADSIM_TEST_NUM="$SIM_SEEDS" \
+    cargo test -p corral-sim-tests --locked -- --test-threads=1
+
+step "real-client conformance (kazoo, zkCli.sh, differential against Apache ZooKeeper)"
+export CORRAL_SERVER_BIN="$CARGO_TARGET_DIR/debug/corral-server"
+python3 -m pytest -q conformance
 
 step "done in $(( $(date +%s) - started )) s"

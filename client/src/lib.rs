@@ -28,6 +28,8 @@
 //!   events sent before it have arrived.
 //! - `watch.rs`: [`Watch`] and [`WatchStream`], and the client-side table that
 //!   routes events to them and re-registers them on reconnect.
+//! - [`recipes`]: locks (mutex, read/write, semaphore), leader election,
+//!   queues and barriers, one file each, on the public API above.
 //!
 //! ## Sessions and watches
 //!
@@ -45,6 +47,27 @@
 //! ```
 //!
 //! See `docs/sessions-and-watches.md` for the guarantees and how they are kept.
+//!
+//! ## Recipes
+//!
+//! ```no_run
+//! # async fn demo(client: corral_client::Client) -> Result<(), corral_client::Error> {
+//! use corral_client::recipes::{Election, Mutex, Queue};
+//! client.start_session(10_000).await?;
+//! let guard = Mutex::new(&client, "/locks/report").acquire().await?;
+//! tokio::select! {
+//!     reason = guard.lost() => eprintln!("lost the lock: {reason}"),
+//!     () = async { /* write, passing guard.fencing_token() along */ } => {}
+//! }
+//! guard.release().await?;
+//! let leader = Election::new(&client, "/election/api").campaign(b"10.0.0.7".to_vec()).await?;
+//! let job = Queue::new(&client, "/queues/jobs").take().await?;
+//! job.ack().await?;
+//! leader.resign().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! See `docs/recipes.md` for each recipe's guarantees and failure behaviour.
 
 mod builder;
 mod client;
@@ -53,6 +76,7 @@ mod convert;
 mod dispatch;
 mod error;
 mod path;
+pub mod recipes;
 mod session;
 mod types;
 mod watch;

@@ -672,6 +672,14 @@ fn handle(core: &SessionCore, pool: &Pool, msg: pb::SessionServerMessage) -> Opt
     end
 }
 
+/// `tokio::time::timeout_at`, which madsim's time module lacks: the same over `timeout`.
+async fn timeout_at<F: std::future::Future>(
+    deadline: tokio::time::Instant,
+    future: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    tokio::time::timeout(deadline.saturating_duration_since(tokio::time::Instant::now()), future).await
+}
+
 #[cfg(test)]
 mod tests {
     use futures::StreamExt;
@@ -852,12 +860,4 @@ mod tests {
         wait.await.unwrap();
         assert_eq!(c.link().gen, 2);
     }
-}
-
-/// `tokio::time::timeout_at`, which madsim's time module lacks: the same over `timeout`.
-async fn timeout_at<F: std::future::Future>(
-    deadline: tokio::time::Instant,
-    future: F,
-) -> Result<F::Output, tokio::time::error::Elapsed> {
-    tokio::time::timeout(deadline.saturating_duration_since(tokio::time::Instant::now()), future).await
 }

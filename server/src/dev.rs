@@ -31,6 +31,10 @@ pub struct DevArgs {
     /// dev client comes from 127.0.0.1, so raise it for load tests.
     #[arg(long)]
     max_client_cnxns: Option<u32>,
+    /// How often the leader sweeps empty containers and expired TTL nodes, in ms, passed to
+    /// every member.
+    #[arg(long)]
+    container_check_ms: Option<u64>,
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
@@ -72,6 +76,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
         if let Some(n) = args.max_client_cnxns {
             cmd.arg("--max-client-cnxns").arg(n.to_string());
+        }
+        if let Some(ms) = args.container_check_ms {
+            cmd.arg("--container-check-ms").arg(ms.to_string());
         }
         children.push(cmd.spawn()?);
         eprintln!(

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::tree::{DataTree, EventKind, WatchEvent};
+use crate::tree::{check_acl, perms, DataTree, EventKind, Id, WatchEvent};
 
 /// Which registration an event fired, as ZooKeeper's `WatcherType` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -109,6 +109,10 @@ pub struct Watches {
     table: BTreeMap<(WatchKind, String), BTreeSet<ConnId>>,
     /// The reverse index, for detaching a connection.
     of_conn: BTreeMap<ConnId, BTreeSet<(WatchKind, String)>>,
+    /// The identities of connections that hear only about nodes they may READ (ZooKeeper
+    /// protocol connections: their address and addauth credentials). Connections without an
+    /// entry hear every event they watch.
+    identities: BTreeMap<ConnId, Vec<Id>>,
 }
 
 impl Watches {
@@ -133,6 +137,7 @@ impl Watches {
             return;
         };
         self.senders.remove(&conn);
+        self.identities.remove(&conn);
         if self.by_session.get(&c.session_id) == Some(&conn) {
             self.by_session.remove(&c.session_id);
         }
@@ -176,6 +181,15 @@ impl Watches {
             }
         }
         out
+    }
+
+    /// From now on the session's connection here hears only about nodes whose ACL grants READ
+    /// to one of `ids`, as ZooKeeper (3.8.4, 3.9.2 and later) checks before it sends a
+    /// notification. A one-shot watch whose event is withheld is spent all the same.
+    pub fn set_identities(&mut self, session_id: i64, ids: Vec<Id>) {
+        if let Some(conn) = self.by_session.get(&session_id).copied() {
+            self.identities.insert(conn, ids);
+        }
     }
 
     /// Registers a watch of `session_id`'s connection here. False if it has none.
@@ -249,6 +263,11 @@ impl Watches {
         };
         let conns: Vec<ConnId> = conns.iter().copied().collect();
         for id in &conns {
+            if let Some(ids) = self.identities.get(id) {
+                if check_acl(&event.acl, perms::READ, ids).is_err() {
+                    continue;
+                }
+            }
             if let Some(conn) = self.conns.get(id) {
                 conn.push(Notice::Event(Fired {
                     kind: event.kind,
@@ -395,7 +414,7 @@ mod tests {
     use super::*;
 
     fn ev(kind: EventKind, path: &str) -> WatchEvent {
-        WatchEvent { kind, path: path.into() }
+        WatchEvent { kind, path: path.into(), acl: crate::tree::Acl::open_unsafe().into() }
     }
 
     fn drain(rx: &mut mpsc::UnboundedReceiver<Notice>) -> Vec<(EventKind, String, WatchKind)> {
@@ -435,6 +454,37 @@ mod tests {
         );
         assert_eq!(conn.seq(), 5);
         assert_eq!(w.watch_count(), 1, "only the persistent watch is left");
+    }
+
+    #[test]
+    fn connections_with_identities_hear_only_about_nodes_they_may_read() {
+        use crate::tree::{Acl, Id};
+        let alice = Id::new("digest", "alice:hash");
+        let private: std::sync::Arc<[Acl]> = vec![Acl { perms: perms::READ, id: alice.clone() }].into();
+        let event = |kind, path: &str| WatchEvent { kind, path: path.into(), acl: private.clone() };
+        let mut w = Watches::default();
+        let (_a, mut rx_a) = w.attach(1);
+        let (_b, mut rx_b) = w.attach(2);
+        let (_g, mut rx_g) = w.attach(3);
+        w.set_identities(1, vec![Id::new("ip", "127.0.0.1"), alice]);
+        w.set_identities(2, vec![Id::new("ip", "127.0.0.1")]);
+        for s in [1, 2, 3] {
+            w.register(s, WatchKind::Data, "/p");
+            w.register(s, WatchKind::PersistentRecursive, "/");
+        }
+        w.dispatch(4, &[event(EventKind::NodeDataChanged, "/p")]);
+        assert_eq!(
+            drain(&mut rx_a),
+            vec![
+                (EventKind::NodeDataChanged, "/p".into(), WatchKind::Data),
+                (EventKind::NodeDataChanged, "/p".into(), WatchKind::PersistentRecursive),
+            ]
+        );
+        assert!(drain(&mut rx_b).is_empty(), "no READ: nothing is sent");
+        assert_eq!(drain(&mut rx_g).len(), 2, "no identities set (gRPC streams): every event");
+        assert!(!w.has(2, Some(WatchKind::Data), "/p"), "the withheld one-shot watch is spent");
+        w.dispatch(5, &[ev(EventKind::NodeDataChanged, "/p")]);
+        assert_eq!(drain(&mut rx_b), vec![(EventKind::NodeDataChanged, "/p".into(), WatchKind::PersistentRecursive)]);
     }
 
     #[test]

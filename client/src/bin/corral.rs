@@ -10,6 +10,9 @@
 //! corral stat PATH                                      the Stat, as zkCli prints it
 //! corral watch [-R] PATH                                one line per event until Ctrl-C
 //! corral status                                         members, roles, leader, term, zxids
+//! corral lock [--wait D] NAME [-- COMMAND...]           run COMMAND holding the lock; its exit status
+//! corral elect NAME VALUE | elect -l NAME               campaign / observe: `leader VALUE` per change
+//! corral queue put [-p PRIO] NAME DATA | take NAME | len NAME
 //! ```
 //!
 //! Global options: `--endpoints host:port,...` (env `CORRAL_ENDPOINTS`, default

@@ -25,7 +25,7 @@ const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 /// reached the ensemble (the session is reconnecting).
 const RECHECK_AFTER: Duration = Duration::from_millis(200);
 
-fn timeout_ms(timeout: Option<Duration>) -> i32 {
+pub(super) fn timeout_ms(timeout: Option<Duration>) -> i32 {
     let timeout = timeout.unwrap_or(DEFAULT_SESSION_TIMEOUT);
     i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX)
 }
@@ -169,14 +169,14 @@ async fn follow(client: &Client, args: &WatchArgs, stop: &mut StopSignal) -> Res
 /// Ctrl-C, SIGTERM or SIGHUP (a closed terminal): every way a foreground
 /// command is normally told to stop, so `create -e` always gets to close its
 /// session.
-struct StopSignal {
+pub(super) struct StopSignal {
     #[cfg(unix)]
     signals: Vec<tokio::signal::unix::Signal>,
 }
 
 impl StopSignal {
     #[cfg(unix)]
-    fn install() -> Result<StopSignal, CliError> {
+    pub(super) fn install() -> Result<StopSignal, CliError> {
         use tokio::signal::unix::{signal, SignalKind};
         let kinds = [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup()];
         let signals = kinds
@@ -188,18 +188,18 @@ impl StopSignal {
     }
 
     #[cfg(not(unix))]
-    fn install() -> Result<StopSignal, CliError> {
+    pub(super) fn install() -> Result<StopSignal, CliError> {
         Ok(StopSignal {})
     }
 
     #[cfg(unix)]
-    async fn recv(&mut self) {
+    pub(super) async fn recv(&mut self) {
         let waits = self.signals.iter_mut().map(|s| Box::pin(s.recv()));
         futures::future::select_all(waits).await;
     }
 
     #[cfg(not(unix))]
-    async fn recv(&mut self) {
+    pub(super) async fn recv(&mut self) {
         // Without a handler there is nothing better to do than wait forever;
         // failing here would skip closing the session.
         if tokio::signal::ctrl_c().await.is_err() {

@@ -3,11 +3,13 @@
 //!
 //! - `mod.rs`: the argument types, `main`, errors and output.
 //! - `commands.rs`: one function per command, on top of [`corral_client::Client`].
+//! - `recipes.rs`: `lock`, `elect` and `queue`, on top of `corral_client::recipes`.
 //! - `format.rs`: pure formatting and parsing (Stat, status table, durations,
 //!   the `ls -R` walk order), unit-tested without a server.
 
 mod commands;
 mod format;
+mod recipes;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -36,6 +38,9 @@ pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:700
         corral set -v 0 /app '{\"v\":2}'\n  \
         corral ls -R /\n  \
         corral watch -R /app\n  \
+        corral lock db-migration -- ./migrate.sh\n  \
+        corral elect scheduler host-a\n  \
+        corral queue put jobs 'resize img-1'\n  \
         corral status"
 )]
 pub struct Cli {
@@ -108,6 +113,122 @@ pub enum Command {
     /// Show the ensemble as the answering member sees it: members, roles,
     /// leader, term, commit/applied zxid, znode and session counts.
     Status,
+    /// Run a command while holding a distributed lock (like `etcdctl lock`).
+    #[command(long_about = LOCK_LONG_ABOUT)]
+    Lock(LockArgs),
+    /// Campaign in a leader election and print every change of leader.
+    #[command(long_about = ELECT_LONG_ABOUT)]
+    Elect(ElectArgs),
+    /// Put items into a distributed queue, or take them out.
+    #[command(long_about = QUEUE_LONG_ABOUT)]
+    Queue(QueueArgs),
+}
+
+const LOCK_LONG_ABOUT: &str = "\
+Run a command while holding a distributed lock (like `etcdctl lock`).
+
+Waits for the lock NAME (a path such as /app/lock, or a bare name, which means
+/corral/locks/NAME), then runs COMMAND with CORRAL_LOCK_NODE (the lock node) and
+CORRAL_LOCK_TOKEN (its fencing token: higher for every later holder) in its
+environment, and releases the lock when it exits. The exit status is the
+command's. The lock is fair (first come, first served) and uses kazoo's node
+names, so Python (kazoo) processes contending for the same path exclude and are
+excluded by this one.
+
+If the lock is lost while the command runs (the session expired, stayed
+disconnected for longer than its timeout, or the lock node was deleted), the
+command gets SIGTERM (SIGKILL 5 s later) and corral exits with status 1.
+Ctrl-C, SIGTERM or SIGHUP are passed on to the command as SIGTERM.
+
+Without a command, corral prints the lock node's path once it holds the lock and
+keeps it until Ctrl-C.";
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Give up (exit 1) if the lock is not acquired within this long.
+    #[arg(long, value_name = "DURATION", value_parser = format::parse_duration)]
+    pub wait: Option<Duration>,
+
+    /// The session timeout to ask for (the server clamps it to its bounds):
+    /// how soon a holder killed with SIGKILL loses the lock. Default 10s.
+    #[arg(long, value_name = "DURATION", value_parser = format::parse_duration)]
+    pub session_timeout: Option<Duration>,
+
+    /// Name the lock node as Curator's InterProcessMutex does
+    /// (`_c_<uuid>-lock-<seq>`) instead of as kazoo does.
+    #[arg(long)]
+    pub curator: bool,
+
+    /// The lock: a path, or a bare name for /corral/locks/NAME.
+    pub name: String,
+
+    /// The command to run while holding the lock, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+const ELECT_LONG_ABOUT: &str = "\
+Campaign in a leader election and print every change of leader.
+
+NAME is a path, or a bare name for /corral/elections/NAME. Prints `leader VALUE`
+for the current leader and again for every new one (or `no leader`), one line
+each, while campaigning with VALUE; candidates are elected in the order they
+campaigned (kazoo's Election layout). Ctrl-C, SIGTERM or SIGHUP resign (the next
+candidate takes over) and exit 0. Losing the leadership (session expired or
+disconnected for longer than its timeout) exits 1. With -l, only observes.";
+
+#[derive(Debug, Args)]
+pub struct ElectArgs {
+    /// Only observe: print the leader and each change, without campaigning.
+    #[arg(short = 'l', long = "listen")]
+    pub listen: bool,
+
+    /// The session timeout to ask for. Default 10s.
+    #[arg(long, value_name = "DURATION", value_parser = format::parse_duration)]
+    pub session_timeout: Option<Duration>,
+
+    /// The election: a path, or a bare name for /corral/elections/NAME.
+    pub name: String,
+
+    /// What to campaign with: what every observer sees while this process leads.
+    #[arg(required_unless_present = "listen", conflicts_with = "listen")]
+    pub value: Option<OsString>,
+}
+
+const QUEUE_LONG_ABOUT: &str = "\
+Put items into a distributed queue, or take them out (kazoo's LockingQueue
+layout: Python consumers and producers share queues with this one).
+
+NAME is a path, or a bare name for /corral/queues/NAME. `take` waits for an
+item, prints its data and a newline, and only then consumes it: every item is
+consumed exactly once, by one taker.";
+
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    #[command(subcommand)]
+    pub op: QueueOp,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueOp {
+    /// Add an item.
+    Put {
+        /// 0 to 999; lower priorities are taken first.
+        #[arg(short, long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(0..=999))]
+        priority: u16,
+        name: String,
+        /// The item's data, stored as the argument's bytes.
+        data: OsString,
+    },
+    /// Take one item (waiting for one), print its data and consume it.
+    Take {
+        /// Give up (exit 1) if no item comes within this long.
+        #[arg(long, value_name = "DURATION", value_parser = format::parse_duration)]
+        wait: Option<Duration>,
+        name: String,
+    },
+    /// Print how many items the queue holds (those being processed included).
+    Len { name: String },
 }
 
 const CREATE_LONG_ABOUT: &str = "\
@@ -244,6 +365,9 @@ pub enum CliError {
     Client(corral_client::Error),
     /// A local I/O failure (writing the output, installing signal handlers).
     Io { context: &'static str, source: io::Error },
+    /// Exit with this status and say nothing (`lock` passing on its
+    /// command's status).
+    Exit(u8),
 }
 
 impl From<corral_client::Error> for CliError {
@@ -259,6 +383,7 @@ impl fmt::Display for CliError {
             // SystemError is ZooKeeper's code for local failures, which keeps
             // every message in the `<code name>: <message>` shape.
             CliError::Io { context, source } => write!(f, "SystemError: {context}: {source}"),
+            CliError::Exit(code) => write!(f, "exit status {code}"),
         }
     }
 }
@@ -284,6 +409,10 @@ pub(crate) fn stdout_is_terminal() -> bool {
     io::stdout().is_terminal()
 }
 
+pub(crate) fn stderr_is_terminal() -> bool {
+    io::stderr().is_terminal()
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The client logs only at debug level; keep stderr for errors unless asked.
@@ -301,6 +430,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(CliError::Exit(code)) => ExitCode::from(code),
         Err(e) => fail(&e),
     }
 }
@@ -328,6 +458,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Stat(args) => commands::stat(&reader, args).await,
         Command::Watch(args) => commands::watch(&client, args).await,
         Command::Status => commands::status(&client).await,
+        Command::Lock(args) => recipes::lock(&client, args).await,
+        Command::Elect(args) => recipes::elect(&client, args).await,
+        Command::Queue(args) => recipes::queue(&reader, args).await,
     }
 }
 
@@ -413,6 +546,37 @@ mod tests {
         let cli = parse(&["delete", "--data-version", "3", "/a"]).unwrap();
         let Command::Delete(del) = cli.command else { panic!("delete") };
         assert_eq!(del.version, Some(3));
+    }
+
+    #[test]
+    fn lock_takes_a_command_after_the_double_dash() {
+        let cli = parse(&["lock", "--wait", "2s", "db", "--", "sh", "-c", "exit 3"]).unwrap();
+        let Command::Lock(l) = cli.command else { panic!("lock") };
+        assert_eq!((l.name.as_str(), l.wait), ("db", Some(Duration::from_secs(2))));
+        assert_eq!(l.command, vec![OsString::from("sh"), "-c".into(), "exit 3".into()]);
+        let cli = parse(&["lock", "/app/lock"]).unwrap();
+        let Command::Lock(l) = cli.command else { panic!("lock") };
+        assert!(l.command.is_empty() && !l.curator);
+    }
+
+    #[test]
+    fn elect_needs_a_value_unless_listening() {
+        assert!(parse(&["elect", "sched"]).is_err());
+        assert!(parse(&["elect", "-l", "sched"]).is_ok());
+        assert!(parse(&["elect", "-l", "sched", "v"]).is_err());
+        let cli = parse(&["elect", "sched", "host-a"]).unwrap();
+        let Command::Elect(e) = cli.command else { panic!("elect") };
+        assert_eq!(e.value, Some(OsString::from("host-a")));
+    }
+
+    #[test]
+    fn queue_commands_parse() {
+        let cli = parse(&["queue", "put", "-p", "5", "jobs", "x"]).unwrap();
+        let Command::Queue(QueueArgs { op: QueueOp::Put { priority, .. } }) = cli.command else { panic!("put") };
+        assert_eq!(priority, 5);
+        assert!(parse(&["queue", "put", "-p", "1000", "jobs", "x"]).is_err());
+        assert!(parse(&["queue", "take", "--wait", "1s", "jobs"]).is_ok());
+        assert!(parse(&["queue", "len", "jobs"]).is_ok());
     }
 
     #[test]

@@ -363,6 +363,9 @@ pub enum Response {
     GetEphemerals(Vec<String>),
     GetAllChildrenNumber(i32),
     WhoAmI(Vec<ClientInfo>),
+    /// addWatch: ZooKeeper answers with an `ErrorResponse` body (always 0 on success), and
+    /// the Java client reads it; an empty body makes it drop the connection.
+    AddWatch,
 }
 
 impl Response {
@@ -429,6 +432,7 @@ impl Response {
             }
             Response::GetAllChildrenNumber(n) => w.i32(*n),
             Response::WhoAmI(info) => info.write(w),
+            Response::AddWatch => w.i32(0),
         }
     }
 
@@ -455,6 +459,10 @@ impl Response {
             op::GET_EPHEMERALS => Response::GetEphemerals(r.strings()?),
             op::GET_ALL_CHILDREN_NUMBER => Response::GetAllChildrenNumber(r.i32()?),
             op::WHO_AM_I => Response::WhoAmI(Vec::<ClientInfo>::read(&mut r)?),
+            op::ADD_WATCH => {
+                r.i32()?;
+                Response::AddWatch
+            }
             _ => Response::Empty,
         };
         Ok((header, body))

@@ -119,6 +119,7 @@ fn every_response_round_trips() {
         (op::GET_EPHEMERALS, Response::GetEphemerals(vec!["/e1".into()])),
         (op::GET_ALL_CHILDREN_NUMBER, Response::GetAllChildrenNumber(12)),
         (op::WHO_AM_I, Response::WhoAmI(vec![ClientInfo { auth_scheme: "ip".into(), user: "127.0.0.1".into() }])),
+        (op::ADD_WATCH, Response::AddWatch),
     ];
     for (code, resp) in cases {
         let header = ReplyHeader { xid: 5, zxid: 99, err: 0 };
@@ -127,6 +128,13 @@ fn every_response_round_trips() {
         assert_eq!(h, header);
         assert_eq!(back, resp, "op {code}");
     }
+}
+
+#[test]
+fn add_watch_reply_carries_an_error_response_body() {
+    // ZooKeeper 3.8 answers addWatch with ErrorResponse(0): header then a zero int, 20 bytes.
+    let frame = Response::AddWatch.encode(&ReplyHeader { xid: 1, zxid: 0x18, err: 0 });
+    assert_eq!(frame[4..], [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0x18, 0, 0, 0, 0, 0, 0, 0, 0]);
 }
 
 #[test]

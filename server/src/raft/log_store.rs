@@ -33,7 +33,7 @@ impl LogStore {
     /// Must be called inside the runtime: it starts the member's flush task.
     pub fn new(backend: Arc<dyn LogBackend>) -> LogStore {
         let (flushes, pending) = mpsc::unbounded_channel();
-        tokio::spawn(flush_loop(backend.clone(), pending));
+        tokio::spawn(flush_loop(Arc::downgrade(&backend), pending));
         LogStore { backend, flushes }
     }
 }
@@ -42,14 +42,18 @@ impl LogStore {
 /// for every append queued since the last sync and then acknowledges them, in order. Raft's core
 /// goes on (replicating, applying) while the disk syncs, and appends that arrive meanwhile share
 /// the next sync. An entry counts toward a quorum only once its callback ran, i.e. after the sync.
-async fn flush_loop(backend: Arc<dyn LogBackend>, mut pending: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
+async fn flush_loop(backend: std::sync::Weak<dyn LogBackend>, mut pending: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
     while let Some(first) = pending.recv().await {
         let mut batch = vec![first];
         while let Ok(more) = pending.try_recv() {
             batch.push(more);
         }
         // Every callback here was queued after its entries were written, so one sync covers all.
-        let result = sync(&backend).await;
+        // A weak handle: the store closes when the member drops its log, not when this task ends.
+        let result = match backend.upgrade() {
+            Some(backend) => sync(&backend).await,
+            None => Err("the log store was closed".to_string()),
+        };
         for callback in batch {
             let r = result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.clone()));
             callback.log_io_completed(r);

@@ -34,8 +34,8 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn event(&mut self, kind: EventKind, path: &str) {
-        self.events.push(WatchEvent { kind, path: path.to_owned() });
+    fn event(&mut self, kind: EventKind, path: &str, acl: &Arc<[Acl]>) {
+        self.events.push(WatchEvent { kind, path: path.to_owned(), acl: acl.clone() });
     }
 }
 
@@ -195,6 +195,7 @@ impl DataTree {
         let parent = self.node(parent_path).ok_or(ErrorCode::NoNode)?;
         check_acl(&parent.acl, perms::CREATE, ctx.auth)?;
         let parent_meta = parent.meta;
+        let parent_acl = parent.acl.clone();
         let path = if mode.is_sequential() { format!("{path}{:010}", parent_meta.cversion) } else { path.to_owned() };
         if self.node(&path).is_some() {
             return Err(ErrorCode::NodeExists);
@@ -223,6 +224,7 @@ impl DataTree {
         };
         let node = Node { data: data.into(), acl: self.acls.intern(&acl), meta };
         let stat = node.stat();
+        let node_acl = node.acl.clone();
 
         let parent_path = parent_path.to_owned();
         if let Some(parent) = self.node_mut(&parent_path) {
@@ -238,8 +240,8 @@ impl DataTree {
         }
         self.insert_node(&path, node);
         ctx.undo.push(Undo::Inserted(path.clone()));
-        ctx.event(EventKind::NodeCreated, &path);
-        ctx.event(EventKind::NodeChildrenChanged, &parent_path);
+        ctx.event(EventKind::NodeCreated, &path, &node_acl);
+        ctx.event(EventKind::NodeChildrenChanged, &parent_path, &parent_acl);
         Ok(OpOutcome::Created { path, stat })
     }
 
@@ -267,16 +269,21 @@ impl DataTree {
         let Some(node) = self.remove_node(path) else {
             return;
         };
+        let node_acl = node.acl.clone();
         ctx.undo.push(Undo::Removed(path.to_owned(), node));
+        let mut parent_acl = None;
         if let Some(parent) = self.node_mut(&parent_path) {
             ctx.undo.push(Undo::Meta(parent_path.clone(), parent.meta));
             parent.meta.num_children = parent.meta.num_children.wrapping_sub(1);
             if ctx.zxid > parent.meta.pzxid {
                 parent.meta.pzxid = ctx.zxid;
             }
+            parent_acl = Some(parent.acl.clone());
         }
-        ctx.event(EventKind::NodeDeleted, path);
-        ctx.event(EventKind::NodeChildrenChanged, &parent_path);
+        ctx.event(EventKind::NodeDeleted, path, &node_acl);
+        if let Some(parent_acl) = parent_acl {
+            ctx.event(EventKind::NodeChildrenChanged, &parent_path, &parent_acl);
+        }
     }
 
     fn set_data(&mut self, ctx: &mut Ctx<'_>, path: &str, data: &[u8], version: i32) -> TxnResult {
@@ -296,7 +303,8 @@ impl DataTree {
         node.meta.mzxid = ctx.zxid;
         node.meta.mtime = ctx.time_ms;
         let stat = node.stat();
-        ctx.event(EventKind::NodeDataChanged, path);
+        let acl = node.acl.clone();
+        ctx.event(EventKind::NodeDataChanged, path, &acl);
         Ok(OpOutcome::DataSet { stat })
     }
 

@@ -64,6 +64,10 @@ pub(crate) struct Node {
 }
 
 impl Node {
+    /// The Stat clients see. `meta.cversion` counts the creates under the node (sequential
+    /// names come from it); clients see creates plus deletes, which ZooKeeper's
+    /// `DataNode.copyStat` derives as `2 * cversion - numChildren` (every create has a delete
+    /// except for the children still there). Java int arithmetic: it wraps.
     pub fn stat(&self) -> Stat {
         let m = &self.meta;
         Stat {
@@ -72,7 +76,7 @@ impl Node {
             ctime: m.ctime,
             mtime: m.mtime,
             version: m.version,
-            cversion: m.cversion,
+            cversion: m.cversion.wrapping_mul(2).wrapping_sub(m.num_children),
             aversion: m.aversion,
             ephemeral_owner: m.ephemeral_owner,
             data_length: i32::try_from(self.data.len()).unwrap_or(i32::MAX),

@@ -102,7 +102,7 @@ fn acl(perms: i32, scheme: &str, id: &str) -> Acl {
 }
 
 fn ev(kind: EventKind, path: &str) -> WatchEvent {
-    WatchEvent { kind, path: path.into() }
+    WatchEvent { kind, path: path.into(), acl: Acl::open_unsafe().into() }
 }
 
 fn digest_user(user_password: &str) -> Id {
@@ -194,8 +194,11 @@ fn new_tree_has_zookeeper_system_nodes_like_standalone_zookeeper() {
     assert_eq!(t.get_all_children_number("/").unwrap(), 3);
     assert_eq!(t.get_all_children_number("/zookeeper").unwrap(), 2);
     let root = t.exists("/").unwrap().unwrap();
-    assert_eq!(root, Stat { num_children: 1, ..Stat::default() });
-    assert_eq!(t.exists("/zookeeper").unwrap().unwrap().num_children, 2);
+    // ZooKeeper's DataNode.copyStat reports cversion as 2 * creates - numChildren, which makes
+    // a fresh standalone server's root -1 and /zookeeper -2 (no creates, 1 and 2 children).
+    assert_eq!(root, Stat { num_children: 1, cversion: -1, ..Stat::default() });
+    let zookeeper = t.exists("/zookeeper").unwrap().unwrap();
+    assert_eq!((zookeeper.num_children, zookeeper.cversion), (2, -2));
     let (config_acl, config_stat) = t.get_acl("/zookeeper/config").unwrap();
     assert_eq!(config_acl, vec![acl(perms::READ, "world", "anyone")]);
     assert_eq!(config_stat.aversion, -1);
@@ -252,7 +255,8 @@ fn create_existing_node_fails_with_node_exists() {
     assert_eq!(h.err(create("/a", b"")), NodeExists);
     assert_eq!(h.err(create("/", b"")), NodeExists);
     assert_eq!(h.err(create("/zookeeper", b"")), NodeExists);
-    assert_eq!(h.stat("/").cversion, 1, "failed creates leave the parent alone");
+    assert_eq!(h.tree.node("/").unwrap().meta.cversion, 1, "failed creates leave the parent alone");
+    assert_eq!(h.stat("/").cversion, 0, "clients see 2 * creates - children: 2 * 1 - 2");
 }
 
 #[test]
@@ -449,7 +453,8 @@ fn sequential_names_format_negative_and_max_cversion_like_java() {
     h.tree.node_mut("/q").unwrap().meta.cversion = -2;
     let r = h.result(create_mode("/q/", CreateMode::PersistentSequential));
     assert!(matches!(r, Ok(OpOutcome::Created { ref path, .. }) if path == "/q/-000000002"), "{r:?}");
-    assert_eq!(h.stat("/q").cversion, -1);
+    assert_eq!(h.tree.node("/q").unwrap().meta.cversion, -1);
+    assert_eq!(h.stat("/q").cversion, -3, "2 * -1 - 1 child");
 
     // At i32::MAX the counter wraps; ZooKeeper's createNode then leaves cversion and
     // pzxid alone (they only move forward), so the next sequential name collides.
@@ -458,14 +463,16 @@ fn sequential_names_format_negative_and_max_cversion_like_java() {
     let r = h.result(create_mode("/q/", CreateMode::PersistentSequential));
     assert!(matches!(r, Ok(OpOutcome::Created { ref path, .. }) if path == "/q/2147483647"), "{r:?}");
     let after = h.stat("/q");
-    assert_eq!((after.cversion, after.pzxid, after.num_children), (i32::MAX, before.pzxid, before.num_children + 1));
+    assert_eq!(h.tree.node("/q").unwrap().meta.cversion, i32::MAX);
+    assert_eq!((after.pzxid, after.num_children), (before.pzxid, before.num_children + 1));
+    assert_eq!(after.cversion, i32::MAX.wrapping_mul(2).wrapping_sub(after.num_children), "Java int arithmetic");
     assert_eq!(h.err(create_mode("/q/", CreateMode::PersistentSequential)), NodeExists);
 }
 
 // ----- delete -----
 
 #[test]
-fn delete_updates_parent_pzxid_and_children_but_not_cversion() {
+fn delete_updates_parent_pzxid_children_and_visible_cversion() {
     let mut h = Harness::new();
     h.mk("/p");
     h.mk("/p/c");
@@ -476,7 +483,10 @@ fn delete_updates_parent_pzxid_and_children_but_not_cversion() {
     let after = h.stat("/p");
     assert_eq!(after.num_children, 0);
     assert_eq!(after.pzxid, h.zxid as i64);
-    assert_eq!(after.cversion, before.cversion, "ZooKeeper 3.8 bumps cversion on create only");
+    // ZooKeeper 3.8 counts creates only (sequential names come from that counter), and clients
+    // see creates plus deletes.
+    assert_eq!(h.tree.node("/p").unwrap().meta.cversion, 1);
+    assert_eq!(after.cversion, before.cversion + 1);
     assert_eq!(h.tree.exists("/p/c"), Ok(None));
 }
 
@@ -660,6 +670,7 @@ fn failed_multi_reports_ok_failure_then_runtime_inconsistency_and_changes_nothin
     h.apply_as(s, &[], create_mode("/e", CreateMode::Ephemeral)).result.unwrap();
     let digest = h.tree.digest();
     let snapshot_nodes = h.tree.paths();
+    let root_before = h.stat("/");
     let applied = h.apply_as(
         s,
         &[],
@@ -690,7 +701,7 @@ fn failed_multi_reports_ok_failure_then_runtime_inconsistency_and_changes_nothin
     assert_eq!(h.tree.paths(), snapshot_nodes);
     assert_eq!(h.tree.get_ephemerals(s, "/"), vec!["/e"], "the ephemeral index is restored too");
     assert_eq!(h.tree.get_data("/x", &[]).unwrap().0, b"");
-    assert_eq!(h.stat("/").cversion, 2);
+    assert_eq!(h.stat("/"), root_before);
     // The failed multi still consumed its zxid.
     assert_eq!(h.tree.last_zxid(), h.zxid);
 }
@@ -780,7 +791,7 @@ fn close_session_deletes_its_ephemerals_in_path_order() {
         ]
     );
     let p = h.stat("/p");
-    assert_eq!((p.num_children, p.pzxid, p.cversion), (1, h.zxid as i64, p_before.cversion));
+    assert_eq!((p.num_children, p.pzxid, p.cversion), (1, h.zxid as i64, p_before.cversion + 2));
     assert_eq!(h.tree.get_children("/p", &[]).unwrap().0, vec!["m"]);
     assert!(h.tree.session(s).is_none());
     assert!(h.tree.get_ephemerals(s, "/").is_empty());

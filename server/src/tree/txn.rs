@@ -191,10 +191,13 @@ pub enum EventKind {
 }
 
 /// A change that may trigger watches: emitted by apply, in the order ZooKeeper fires them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchEvent {
     pub kind: EventKind,
     pub path: String,
+    /// The ACL of the node the event is about (the parent's for NodeChildrenChanged; a deleted
+    /// node's last ACL): ZooKeeper delivers a notification only to connections with READ on it.
+    pub acl: std::sync::Arc<[Acl]>,
 }
 
 /// The full effect of applying one [`Txn`].

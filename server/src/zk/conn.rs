@@ -81,9 +81,14 @@ pub async fn run(
         wr.shutdown().await?;
         return Ok(());
     };
+    let identities = vec![Id::new("ip", peer.ip().to_string())];
     let (conn, notices) = {
         let _st = member.state.read();
-        member.state.watches.lock().attach(session_id)
+        let mut watches = member.state.watches.lock();
+        let attached = watches.attach(session_id);
+        // Notifications only for nodes this connection may read, as ZooKeeper sends them.
+        watches.set_identities(session_id, identities.clone());
+        attached
     };
     member.sessions.touch(session_id);
     let resp = ConnectResponse { protocol_version: 0, timeout, session_id, passwd, read_only: false };
@@ -93,7 +98,7 @@ pub async fn run(
 
     let (replies_tx, replies_rx) = mpsc::unbounded_channel::<Reply>();
     let mut writer = tokio::spawn(write_loop(wr, notices, replies_rx, counters.clone()));
-    let mut ctx = SessionCtx { session_id, auth: vec![Id::new("ip", peer.ip().to_string())] };
+    let mut ctx = SessionCtx { session_id, auth: identities };
     let result = loop {
         let frame = tokio::select! {
             biased;

@@ -12,7 +12,7 @@ use corral_proto::ErrorCode;
 use super::ZkSettings;
 use crate::api::member::{Member, MemberError};
 use crate::api::ops::Caller;
-use crate::tree::{self, Acl, CreateMode, Id, OpOutcome, ReadOp, ReadOutcome, Stat, TxnOp};
+use crate::tree::{self, perms, Acl, CreateMode, Id, OpOutcome, ReadOp, ReadOutcome, Stat, TxnOp};
 use crate::watch::{WatchKind, WatchSet};
 
 /// The connection's view of its session.
@@ -30,6 +30,16 @@ pub struct Reply {
     pub close: bool,
 }
 
+/// ZooKeeper's `DataTree.getClientEphemeralOwner`: containers and TTL nodes keep their kind in
+/// ephemeralOwner internally, but clients see 0 there, as for any persistent node.
+fn client_ephemeral_owner(owner: i64) -> i64 {
+    if owner == tree::CONTAINER_EPHEMERAL_OWNER || owner & tree::TTL_EPHEMERAL_MASK == tree::TTL_EPHEMERAL_MASK {
+        0
+    } else {
+        owner
+    }
+}
+
 fn stat_out(s: &Stat) -> JStat {
     JStat {
         czxid: s.czxid,
@@ -39,7 +49,7 @@ fn stat_out(s: &Stat) -> JStat {
         version: s.version,
         cversion: s.cversion,
         aversion: s.aversion,
-        ephemeral_owner: s.ephemeral_owner,
+        ephemeral_owner: client_ephemeral_owner(s.ephemeral_owner),
         data_length: s.data_length,
         num_children: s.num_children,
         pzxid: s.pzxid,
@@ -54,14 +64,21 @@ fn acl_out(acl: &[Acl]) -> Vec<JAcl> {
     acl.iter().map(|a| JAcl { perms: a.perms, id: JId { scheme: a.id.scheme.clone(), id: a.id.id.clone() } }).collect()
 }
 
-/// The create mode an op and its flags ask for: containers only through createContainer, TTL
-/// nodes only through createTTL, as ZooKeeper checks.
+/// The create mode an op and its flags ask for, as ZooKeeper 3.8 (with extended types enabled)
+/// decides it: the op code wins over the flags. createContainer makes a container of a
+/// persistent or ephemeral request (a sequential one is refused here; ZooKeeper would make a
+/// sequential container, which the tree has no kind for); create and create2 with the container
+/// flag make a plain persistent node; TTL modes only through createTTL, which takes nothing else.
 fn create_mode(code: i32, flags: i32, ttl: i64) -> Result<(CreateMode, i64), ErrorCode> {
     let mode = CreateMode::from_flag(flags).ok_or(ErrorCode::BadArguments)?;
     match code {
-        op::CREATE_CONTAINER if mode == CreateMode::Container => Ok((mode, 0)),
+        op::CREATE_CONTAINER => match mode {
+            CreateMode::Persistent | CreateMode::Ephemeral | CreateMode::Container => Ok((CreateMode::Container, 0)),
+            _ => Err(ErrorCode::BadArguments),
+        },
         op::CREATE_TTL if mode.is_ttl() => Ok((mode, ttl)),
-        op::CREATE | op::CREATE2 if !mode.is_container() && !mode.is_ttl() => Ok((mode, 0)),
+        op::CREATE | op::CREATE2 if mode.is_container() => Ok((CreateMode::Persistent, 0)),
+        op::CREATE | op::CREATE2 if !mode.is_ttl() => Ok((mode, 0)),
         _ => Err(ErrorCode::BadArguments),
     }
 }
@@ -84,6 +101,65 @@ fn watcher_kind(n: i32) -> Result<Option<WatchKind>, ErrorCode> {
     })
 }
 
+/// ZooKeeper's `PrepRequestProcessor` checks a create's path only loosely at first (it must hold
+/// a `/` and no NUL), then fixes up the ACL, looks the parent up (NoNode) and checks CREATE on it
+/// (NoAuth), and validates the whole path only after that; a delete's path is never validated
+/// beyond the loose check and "not a system node": the parent lookup, its DELETE check and the
+/// node lookup answer first. The tree, shared with the native API, calls every invalid path
+/// BadArguments at once; on this port the error is the one ZooKeeper gives. `None` for an op
+/// whose path is valid. `earlier` are the ops before it in a multi (all of which succeeded), whose
+/// creates and deletes of the parent count.
+fn invalid_path_error(tree: &tree::DataTree, op: &TxnOp, auth: &[Id], earlier: &[TxnOp]) -> Option<ErrorCode> {
+    let (path, create_acl) = match op {
+        TxnOp::Create { path, acl, mode, ttl_ms, .. } => {
+            if tree::validate_create_path(path, mode.is_sequential()).is_ok() {
+                return None;
+            }
+            // validateCreateRequest comes first: a TTL out of range is BadArguments whatever
+            // the path.
+            if mode.is_ttl() && !(1..=tree::MAX_TTL_MS).contains(ttl_ms) {
+                return Some(ErrorCode::BadArguments);
+            }
+            (path, Some(acl))
+        }
+        TxnOp::Delete { path, .. } => {
+            if tree::validate_path(path).is_ok() {
+                return None;
+            }
+            (path, None)
+        }
+        _ => return None,
+    };
+    let Some(slash) = path.rfind('/') else { return Some(ErrorCode::BadArguments) };
+    if path.contains('\0') {
+        return Some(ErrorCode::BadArguments);
+    }
+    if let Some(acl) = create_acl {
+        if let Err(code) = tree::fixup_acl(acl, auth) {
+            return Some(code);
+        }
+    }
+    // ZooKeeper's DataTree maps "" to the root as well.
+    let parent = if slash == 0 { "/" } else { &path[..slash] };
+    let mut parent_acl: Option<Vec<Acl>> = tree.get_acl(parent).ok().map(|(acl, _)| acl);
+    for e in earlier {
+        match e {
+            TxnOp::Create { path, acl, mode, .. } if path == parent && !mode.is_sequential() => {
+                parent_acl = tree::fixup_acl(acl, auth).ok();
+            }
+            TxnOp::Delete { path, .. } if path == parent => parent_acl = None,
+            _ => {}
+        }
+    }
+    let Some(parent_acl) = parent_acl else { return Some(ErrorCode::NoNode) };
+    let perm = if create_acl.is_some() { perms::CREATE } else { perms::DELETE };
+    if let Err(code) = tree::check_acl(&parent_acl, perm, auth) {
+        return Some(code);
+    }
+    // A create now fails its full path check; a delete looks up a node no valid create made.
+    Some(if create_acl.is_some() { ErrorCode::BadArguments } else { ErrorCode::NoNode })
+}
+
 /// Serves one request.
 pub async fn serve(
     member: &Member,
@@ -100,22 +176,22 @@ pub async fn serve(
             let zxid = member.applied_zxid();
             Ok((Response::Empty, zxid, 0, false))
         }
-        Request::Auth(auth) => {
-            if auth.scheme == "digest" {
-                match std::str::from_utf8(&auth.auth.0) {
-                    Ok(cred) if cred.contains(':') => {
-                        let id = Id::new("digest", tree::digest_id(cred));
-                        if !ctx.auth.contains(&id) {
-                            ctx.auth.push(id);
-                        }
-                        Ok((Response::Empty, 0, 0, false))
-                    }
-                    _ => Err((ErrorCode::AuthFailed, 0)),
+        Request::Auth(auth) => match auth.scheme.as_str() {
+            // ZooKeeper's DigestAuthenticationProvider takes any bytes: the user is what precedes
+            // the first ':' (all of it if there is none), the hash covers the whole string.
+            "digest" => {
+                let cred = String::from_utf8_lossy(&auth.auth.0);
+                let id = Id::new("digest", tree::digest_id(&cred));
+                if !ctx.auth.contains(&id) {
+                    ctx.auth.push(id);
+                    member.state.watches.lock().set_identities(ctx.session_id, ctx.auth.clone());
                 }
-            } else {
-                Err((ErrorCode::AuthFailed, 0))
+                Ok((Response::Empty, 0, 0, false))
             }
-        }
+            // The ip provider authenticates the connection's own address, which it already has.
+            "ip" => Ok((Response::Empty, 0, 0, false)),
+            _ => Err((ErrorCode::AuthFailed, 0)),
+        },
         Request::CloseSession => {
             let r = member.submit(&caller, TxnOp::CloseSession { session_id: ctx.session_id }).await;
             match r {
@@ -173,6 +249,10 @@ async fn serve_op(member: &Member, settings: &ZkSettings, caller: &Caller, reque
     if let Err(e) = member.admit(caller, true).await {
         return fail(member_code(&e));
     }
+    let path_error = |op: &TxnOp, earlier: &[TxnOp]| {
+        let st = member.state.read();
+        invalid_path_error(&st.tree, op, &caller.auth, earlier)
+    };
     let session = caller.session_id;
     let too_big = |data: &[u8]| data.len() > settings.max_data_len;
     match request {
@@ -184,6 +264,9 @@ async fn serve_op(member: &Member, settings: &ZkSettings, caller: &Caller, reque
                 Ok(t) => t,
                 Err(c) => return fail(c),
             };
+            if let Some(c) = path_error(&txn, &[]) {
+                return fail(c);
+            }
             let (outcome, zxid, seq) = write(txn).await?;
             match outcome {
                 OpOutcome::Created { path, .. } if code == op::CREATE => Ok((Response::Create { path }, zxid, seq, false)),
@@ -199,6 +282,9 @@ async fn serve_op(member: &Member, settings: &ZkSettings, caller: &Caller, reque
                 Ok(t) => t,
                 Err(c) => return fail(c),
             };
+            if let Some(c) = path_error(&txn, &[]) {
+                return fail(c);
+            }
             match write(txn).await? {
                 (OpOutcome::Created { path, stat }, zxid, seq) => {
                     Ok((Response::Create2 { path, stat: stat_out(&stat) }, zxid, seq, false))
@@ -207,7 +293,11 @@ async fn serve_op(member: &Member, settings: &ZkSettings, caller: &Caller, reque
             }
         }
         Request::Delete(req) => {
-            let (_, zxid, seq) = write(TxnOp::Delete { path: req.path, version: req.version }).await?;
+            let txn = TxnOp::Delete { path: req.path, version: req.version };
+            if let Some(c) = path_error(&txn, &[]) {
+                return fail(c);
+            }
+            let (_, zxid, seq) = write(txn).await?;
             Ok((Response::Empty, zxid, seq, false))
         }
         Request::SetData(req) => {
@@ -256,8 +346,14 @@ async fn serve_op(member: &Member, settings: &ZkSettings, caller: &Caller, reque
                     Err(c) => return fail(c),
                 }
             }
-            let (outcome, zxid, seq) = write(TxnOp::Multi(txns)).await?;
-            let OpOutcome::Multi(results) = outcome else { return fail(ErrorCode::SystemError) };
+            let (outcome, zxid, seq) = write(TxnOp::Multi(txns.clone())).await?;
+            let OpOutcome::Multi(mut results) = outcome else { return fail(ErrorCode::SystemError) };
+            // The failing op's error as ZooKeeper would name it (see invalid_path_error).
+            if let Some(i) = results.iter().position(|r| r == &Err(ErrorCode::BadArguments)) {
+                if let Some(c) = path_error(&txns[i], &txns[..i]) {
+                    results[i] = Err(c);
+                }
+            }
             let results = results
                 .into_iter()
                 .zip(codes)
@@ -283,7 +379,14 @@ async fn serve_op(member: &Member, settings: &ZkSettings, caller: &Caller, reque
             read(member, session, |_, _| Ok(Response::Sync { path: req.path.clone() }))
         }
         Request::Exists(req) => read(member, session, |tree, reg| {
-            let stat = tree.exists(&req.path)?;
+            // ZooKeeper refuses only a NUL here; any other path that names no node is NoNode.
+            if req.path.contains('\0') {
+                return Err(ErrorCode::BadArguments);
+            }
+            let stat = match lookup_path(&req.path) {
+                Ok(path) => tree.exists(path)?,
+                Err(_) => None,
+            };
             if req.watch {
                 reg.watch(WatchKind::Data, &req.path)?;
             }
@@ -291,55 +394,75 @@ async fn serve_op(member: &Member, settings: &ZkSettings, caller: &Caller, reque
             stat.map(|s| Response::Stat(stat_out(&s))).ok_or(ErrorCode::NoNode)
         }),
         Request::GetData(req) => read(member, session, |tree, reg| {
-            let (data, stat) = tree.get_data(&req.path, &caller.auth)?;
+            let (data, stat) = tree.get_data(lookup_path(&req.path)?, &caller.auth)?;
             if req.watch {
                 reg.watch(WatchKind::Data, &req.path)?;
             }
             Ok(Response::GetData { data, stat: stat_out(&stat) })
         }),
         Request::GetChildren(req) => read(member, session, |tree, reg| {
-            let (children, _) = tree.get_children(&req.path, &caller.auth)?;
+            let (children, _) = tree.get_children(lookup_path(&req.path)?, &caller.auth)?;
             if req.watch {
                 reg.watch(WatchKind::Child, &req.path)?;
             }
             Ok(Response::GetChildren { children })
         }),
         Request::GetChildren2(req) => read(member, session, |tree, reg| {
-            let (children, stat) = tree.get_children(&req.path, &caller.auth)?;
+            let (children, stat) = tree.get_children(lookup_path(&req.path)?, &caller.auth)?;
             if req.watch {
                 reg.watch(WatchKind::Child, &req.path)?;
             }
             Ok(Response::GetChildren2 { children, stat: stat_out(&stat) })
         }),
         Request::GetAcl(req) => read(member, session, |tree, _| {
-            let (acl, stat) = tree.get_acl(&req.path)?;
-            Ok(Response::GetAcl { acl: acl_out(&acl), stat: stat_out(&stat) })
+            let (acl, stat) = tree.get_acl(lookup_path(&req.path)?)?;
+            // ZooKeeper's FinalRequestProcessor: READ or ADMIN may read the ACL; without ADMIN
+            // the digest hashes are masked (CVE-2019-0201).
+            tree::check_acl(&acl, perms::READ | perms::ADMIN, &caller.auth)?;
+            let mut acl = acl_out(&acl);
+            if tree::check_acl(&acl_in(&acl), perms::ADMIN, &caller.auth).is_err() {
+                for a in &mut acl {
+                    if a.id.scheme == "digest" {
+                        let user = a.id.id.split(':').next().unwrap_or_default();
+                        a.id.id = format!("{user}:x");
+                    }
+                }
+            }
+            Ok(Response::GetAcl { acl, stat: stat_out(&stat) })
         }),
-        Request::GetAllChildrenNumber(req) => {
-            read(member, session, |tree, _| tree.get_all_children_number(&req.path).map(Response::GetAllChildrenNumber))
-        }
+        Request::GetAllChildrenNumber(req) => read(member, session, |tree, _| {
+            let path = lookup_path(&req.path)?;
+            // READ on the node, as ZooKeeper checks before counting.
+            let (acl, _) = tree.get_acl(path)?;
+            tree::check_acl(&acl, perms::READ, &caller.auth)?;
+            tree.get_all_children_number(path).map(Response::GetAllChildrenNumber)
+        }),
         Request::GetEphemerals(req) => read(member, session, |tree, _| {
             let prefix = if req.path.is_empty() { "/" } else { req.path.as_str() };
             Ok(Response::GetEphemerals(tree.get_ephemerals(session, prefix)))
         }),
         Request::MultiRead(ops) => read(member, session, |tree, _| {
-            let mut reads = Vec::with_capacity(ops.len());
+            let mut results = Vec::with_capacity(ops.len());
             for o in &ops {
-                reads.push(match o {
-                    MultiOp::GetData(r) => ReadOp::GetData { path: r.path.clone() },
-                    MultiOp::GetChildren(r) => ReadOp::GetChildren { path: r.path.clone() },
+                // Each read fails on its own; a path that names no node is NoNode, as in the
+                // single ops.
+                let read = match o {
+                    MultiOp::GetData(r) => lookup_path(&r.path).map(|p| ReadOp::GetData { path: p.to_owned() }),
+                    MultiOp::GetChildren(r) => {
+                        lookup_path(&r.path).map(|p| ReadOp::GetChildren { path: p.to_owned() })
+                    }
                     _ => return Err(ErrorCode::BadArguments),
-                });
-            }
-            let results = tree
-                .multi_read(&reads, &caller.auth)
-                .into_iter()
-                .map(|r| match r {
+                };
+                let result = match read {
+                    Ok(read) => tree.multi_read(std::slice::from_ref(&read), &caller.auth).remove(0),
+                    Err(code) => Err(code),
+                };
+                results.push(match result {
                     Ok(ReadOutcome::Data { data, stat }) => MultiResult::GetData { data, stat: stat_out(&stat) },
                     Ok(ReadOutcome::Children { children, .. }) => MultiResult::GetChildren { children },
                     Err(e) => MultiResult::Error { err: e.code() },
-                })
-                .collect();
+                });
+            }
             Ok(Response::Multi(results))
         }),
         Request::SetWatches(w) | Request::SetWatches2(w) => {
@@ -369,7 +492,7 @@ async fn serve_op(member: &Member, settings: &ZkSettings, caller: &Caller, reque
                 _ => return Err(ErrorCode::BadArguments),
             };
             reg.watch(kind, &req.path)?;
-            Ok(Response::Empty)
+            Ok(Response::AddWatch)
         }),
         Request::RemoveWatches(req) => read(member, session, |_, reg| {
             let kind = watcher_kind(req.watcher_type)?;
@@ -403,10 +526,23 @@ async fn serve_op(member: &Member, settings: &ZkSettings, caller: &Caller, reque
                 .collect();
             read(member, session, |_, _| Ok(Response::WhoAmI(info)))
         }
-        // SASL, reconfig, a client's deleteContainer and unknown codes.
+        // ZooKeeper refuses a client's deleteContainer (containers are its sweeper's business).
+        Request::Unsupported(op::DELETE_CONTAINER) => fail(ErrorCode::BadArguments),
+        // SASL, reconfig and unknown codes.
         Request::Unsupported(_) => fail(ErrorCode::Unimplemented),
         Request::Ping | Request::Auth(_) | Request::CloseSession => fail(ErrorCode::SystemError),
     }
+}
+
+/// The path a read looks up. ZooKeeper's reads do not validate paths: they look the string up,
+/// so any path that names no node is NoNode (not BadArguments), and `""` is the root (its
+/// DataTree maps both `""` and `"/"` to it).
+fn lookup_path(path: &str) -> Result<&str, ErrorCode> {
+    if path.is_empty() {
+        return Ok("/");
+    }
+    tree::validate_path(path).map_err(|_| ErrorCode::NoNode)?;
+    Ok(path)
 }
 
 /// A read under the tree lock, as a reply.
