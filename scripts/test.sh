@@ -62,4 +62,11 @@ step "real-client conformance (kazoo, zkCli.sh, differential against Apache ZooK
 export CORRAL_SERVER_BIN="$CARGO_TARGET_DIR/debug/corral-server"
 python3 -m pytest -q conformance
 
+step "benchmark smoke (corral-bench compare against Apache ZooKeeper, tiny load)"
+# Proves the comparison still starts both ensembles and measures them; the figures mean nothing.
+smoke_dir="$(mktemp -d)"
+"$CARGO_TARGET_DIR/debug/corral-bench" compare --smoke --out "$smoke_dir/RESULTS.md" --dir "$smoke_dir/data"
+grep -q "^| set throughput at saturation" "$smoke_dir/RESULTS.md"
+rm -rf "$smoke_dir"
+
 step "done in $(( $(date +%s) - started )) s"
