@@ -54,6 +54,19 @@ pub struct Config {
     /// How often the leader looks for empty containers and expired TTL nodes, in ms
     /// (ZooKeeper's znode.container.checkIntervalMs).
     pub container_check_ms: u64,
+    /// Where the Raft log lives: `file` (append-only segments, one fdatasync per group commit;
+    /// the default) or `sled` (one sled database). A member must be restarted on the store it
+    /// was created with.
+    pub storage: StorageKind,
+}
+
+/// The member's durable store (see `storage`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    #[default]
+    File,
+    Sled,
 }
 
 impl Default for Config {
@@ -74,6 +87,7 @@ impl Default for Config {
             keep_logs_behind_snapshot: 5_000,
             max_client_cnxns: 60,
             container_check_ms: 60_000,
+            storage: StorageKind::File,
         }
     }
 }

@@ -57,12 +57,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the member's sled storage in `config.data_dir` and starts it.
+    /// Opens the member's storage in `config.data_dir` (see `Config::storage`) and starts it.
     #[cfg(not(madsim))]
     pub async fn start(config: Config, listener: tokio::net::TcpListener) -> Result<Server, ServerError> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let backend: Arc<dyn LogBackend> =
-            Arc::new(crate::storage::SledBackend::open(&config.data_dir)?);
+        let backend: Arc<dyn LogBackend> = match config.storage {
+            crate::config::StorageKind::File => Arc::new(crate::storage::FileBackend::open(&config.data_dir)?),
+            crate::config::StorageKind::Sled => Arc::new(crate::storage::SledBackend::open(&config.data_dir)?),
+        };
         Server::start_with_backend(config, backend, listener).await
     }
 

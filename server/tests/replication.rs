@@ -232,6 +232,8 @@ async fn a_member_that_missed_many_entries_catches_up_by_snapshot() {
     let lagging_had = cluster.member(leader).applied_zxid();
     cluster.wait_applied(lagging, lagging_had, Duration::from_secs(5)).await;
     cluster.kill(lagging).await;
+    // Log positions: the entry that holds the last txn the lagging member had.
+    let lagging_entry = corral_server::raft::types::zxid::entry(lagging_had);
 
     // Far more entries than the leader keeps behind its snapshots, written as
     // multis to make it quick.
@@ -248,10 +250,10 @@ async fn a_member_that_missed_many_entries_catches_up_by_snapshot() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let purged = cluster.member(leader).raft.metrics().borrow().purged.map_or(0, |l| l.index);
-        if purged > lagging_had + 1 {
+        if purged > lagging_entry + 1 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "leader never purged past {lagging_had}: {purged}");
+        assert!(tokio::time::Instant::now() < deadline, "leader never purged past {lagging_entry}: {purged}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -260,7 +262,7 @@ async fn a_member_that_missed_many_entries_catches_up_by_snapshot() {
     cluster.wait_applied(lagging, target, Duration::from_secs(20)).await;
     let snapshot = cluster.member(lagging).raft.metrics().borrow().snapshot;
     assert!(
-        snapshot.is_some_and(|s| s.index > lagging_had),
+        snapshot.is_some_and(|s| s.index > lagging_entry),
         "member {lagging} caught up without a newer snapshot: {snapshot:?}"
     );
     {

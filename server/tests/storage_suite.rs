@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use corral_server::raft::log_store::LogStore;
 use corral_server::raft::state_machine::{StateMachine, TreeEvent};
-use corral_server::raft::types::{Entry, LogId, StorageError, TypeConfig, Vote};
-use corral_server::storage::{BackendError, LogBackend, MemBackend, SledBackend};
+use corral_server::raft::types::{zxid, Batch, Entry, LogId, StorageError, TypeConfig, Vote};
+use corral_server::storage::{BackendError, FileBackend, LogBackend, MemBackend, SledBackend};
 use corral_server::tree::{Acl, CreateMode, Txn, TxnOp};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::testing::{StoreBuilder, Suite};
@@ -44,6 +44,22 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Sle
         let (log, sm) = open(Arc::new(backend))?;
         Ok((dir, log, sm))
     }
+}
+
+struct FileBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for FileBuilder {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+        let dir = tempfile::tempdir().map_err(|e| to_storage(e.into()))?;
+        let backend = FileBackend::open(dir.path()).map_err(to_storage)?;
+        let (log, sm) = open(Arc::new(backend))?;
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn openraft_suite_file() -> Result<(), StorageError> {
+    Suite::test_all(FileBuilder)
 }
 
 #[test]
@@ -87,7 +103,7 @@ fn set(path: &str, data: &str) -> Txn {
 }
 
 fn normal(index: u64, txn: Txn) -> Entry {
-    Entry { log_id: log_id(1, index), payload: EntryPayload::Normal(txn) }
+    Entry { log_id: log_id(1, index), payload: EntryPayload::Normal(Batch { txns: vec![txn] }) }
 }
 
 /// A small history as openraft writes it: membership at 0 (`initialize`), blank at 1 (a new
@@ -143,8 +159,8 @@ fn snapshot_restores_the_same_tree() -> Result<(), StorageError> {
         *receiving = *snap.snapshot;
         sm2.install_snapshot(&snap.meta, receiving).await?;
         assert_eq!(fingerprint(&sm2), before);
-        assert_eq!(sm2.shared().applied_zxid(), 22);
-        assert_eq!(*rx.recv().await.unwrap(), TreeEvent::SnapshotInstalled { zxid: 22 });
+        assert_eq!(sm2.shared().applied_zxid(), zxid::of(22, 0));
+        assert_eq!(*rx.recv().await.unwrap(), TreeEvent::SnapshotInstalled { zxid: zxid::of(22, 0) });
         assert_eq!(sm2.applied_state().await?.1, snap.meta.last_membership);
 
         // ...and the installed snapshot is what that member restarts from.
@@ -183,40 +199,52 @@ fn crash_then_restart_replays_committed_log_after_snapshot() -> Result<(), Stora
 
         backend.crash();
         let (mut log, mut sm) = open(Arc::new(backend.clone()))?;
-        assert_eq!(sm.shared().applied_zxid(), 14, "restored from the snapshot");
+        assert_eq!(sm.shared().applied_zxid(), zxid::of(14, 0), "restored from the snapshot");
         assert_eq!(log.read_vote().await?, Some(Vote::new(2, 1)));
         assert_eq!(log.read_committed().await?, Some(log_id(1, 30)));
 
         let state = StorageHelper::new(&mut log, &mut sm).get_initial_state().await?;
         assert_eq!(state.committed, Some(log_id(1, 30)), "committed entries re-applied");
         assert_eq!(fingerprint(&sm), expected);
-        assert_eq!(sm.shared().applied_zxid(), 30);
+        assert_eq!(sm.shared().applied_zxid(), zxid::of(30, 0));
         Ok(())
     })
 }
 
+type Opener = fn(&std::path::Path) -> Result<Arc<dyn LogBackend>, BackendError>;
+
+/// The durable backends, by name, opened on a directory.
+fn durable_backends() -> [(&'static str, Opener); 2] {
+    [
+        ("sled", |p| Ok(Arc::new(SledBackend::open(p)?) as Arc<dyn LogBackend>)),
+        ("file", |p| Ok(Arc::new(FileBackend::open(p)?) as Arc<dyn LogBackend>)),
+    ]
+}
+
 #[test]
-fn sled_restart_keeps_everything() -> Result<(), StorageError> {
+fn restart_keeps_everything() -> Result<(), StorageError> {
     rt().block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let entries = history(10);
-        let expected = {
-            let (mut log, mut sm) = open(Arc::new(SledBackend::open(dir.path()).map_err(to_storage)?))?;
-            log.save_vote(&Vote::new(4, 1)).await?;
-            log.blocking_append(entries.clone()).await?;
-            log.save_committed(Some(log_id(1, 12))).await?;
-            sm.apply(entries[..8].to_vec()).await?;
-            sm.get_snapshot_builder().await.build_snapshot().await?;
-            sm.apply(entries[8..].to_vec()).await?;
-            fingerprint(&sm)
-        };
-        let (mut log, mut sm) = open(Arc::new(SledBackend::open(dir.path()).map_err(to_storage)?))?;
-        assert_eq!(log.read_vote().await?, Some(Vote::new(4, 1)));
-        assert_eq!(log.get_log_state().await?.last_log_id, Some(log_id(1, 12)));
-        assert_eq!(log.try_get_log_entries(..).await?, entries);
-        assert_eq!(sm.get_current_snapshot().await?.unwrap().meta.last_log_id, Some(log_id(1, 7)));
-        StorageHelper::new(&mut log, &mut sm).get_initial_state().await?;
-        assert_eq!(fingerprint(&sm), expected);
+        for (name, open_backend) in durable_backends() {
+            let dir = tempfile::tempdir().unwrap();
+            let entries = history(10);
+            let expected = {
+                let (mut log, mut sm) = open(open_backend(dir.path()).map_err(to_storage)?)?;
+                log.save_vote(&Vote::new(4, 1)).await?;
+                log.blocking_append(entries.clone()).await?;
+                log.save_committed(Some(log_id(1, 12))).await?;
+                sm.apply(entries[..8].to_vec()).await?;
+                sm.get_snapshot_builder().await.build_snapshot().await?;
+                sm.apply(entries[8..].to_vec()).await?;
+                fingerprint(&sm)
+            };
+            let (mut log, mut sm) = open(open_backend(dir.path()).map_err(to_storage)?)?;
+            assert_eq!(log.read_vote().await?, Some(Vote::new(4, 1)), "{name}");
+            assert_eq!(log.get_log_state().await?.last_log_id, Some(log_id(1, 12)), "{name}");
+            assert_eq!(log.try_get_log_entries(..).await?, entries, "{name}");
+            assert_eq!(sm.get_current_snapshot().await?.unwrap().meta.last_log_id, Some(log_id(1, 7)), "{name}");
+            StorageHelper::new(&mut log, &mut sm).get_initial_state().await?;
+            assert_eq!(fingerprint(&sm), expected, "{name}");
+        }
         Ok(())
     })
 }
@@ -225,8 +253,11 @@ fn sled_restart_keeps_everything() -> Result<(), StorageError> {
 fn purge_then_read_returns_the_remaining_range() -> Result<(), StorageError> {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let sled = SledBackend::open(dir.path()).map_err(to_storage)?;
-        for backend in [Arc::new(MemBackend::new()) as Arc<dyn LogBackend>, Arc::new(sled)] {
+        let mut backends = vec![Arc::new(MemBackend::new()) as Arc<dyn LogBackend>];
+        for (name, open_backend) in durable_backends() {
+            backends.push(open_backend(&dir.path().join(name)).map_err(to_storage)?);
+        }
+        for backend in backends {
             let mut log = LogStore::new(backend);
             let entries = history(17);
             log.blocking_append(entries.clone()).await?;
@@ -274,15 +305,15 @@ fn apply_publishes_events_and_progress() -> Result<(), StorageError> {
 
         let replies = sm.apply(history(3)).await?;
         assert_eq!(replies.len(), 6);
-        assert_eq!(replies[1].result, Ok(corral_server::tree::OpOutcome::Checked), "blank entry");
-        assert!(replies[2].result.is_ok(), "create /a: {:?}", replies[2].result);
-        assert_eq!(*applied.borrow_and_update(), 5);
-        assert_eq!(shared.applied_zxid(), 5);
-        shared.wait_applied(5).await;
+        assert_eq!(replies[1].results, vec![], "blank entry");
+        assert!(replies[2].results[0].is_ok(), "create /a: {:?}", replies[2].results);
+        assert_eq!(*applied.borrow_and_update(), zxid::of(5, 0));
+        assert_eq!(shared.applied_zxid(), zxid::of(5, 0));
+        shared.wait_applied(zxid::of(5, 0)).await;
 
         let TreeEvent::Applied(batch) = &*events.recv().await.unwrap() else { panic!("expected Applied") };
         let zxids: Vec<u64> = batch.iter().map(|e| e.zxid).collect();
-        assert_eq!(zxids, vec![2, 3, 4, 5]);
+        assert_eq!(zxids, [2, 3, 4, 5].map(|i| zxid::of(i, 0)));
         assert!(batch.iter().all(|e| !e.events.is_empty()));
         Ok(())
     })

@@ -36,7 +36,7 @@ impl Cluster for ClusterService {
         let committed = self
             .member
             .raft
-            .with_raft_state(|st| st.committed.map(|c| c.index))
+            .with_raft_state(|st| st.committed.map(|c| crate::raft::types::zxid::end(c.index)))
             .await
             .ok()
             .flatten()

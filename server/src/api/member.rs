@@ -18,12 +18,14 @@ use corral_proto::ErrorCode;
 use openraft::error::{ClientWriteError, RaftError};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
 use tonic::transport::Channel;
 
 use super::ops::ConnectionLimits;
 use super::sessions::SessionTracker;
 use crate::raft::network::{authed, decode, encode, peer_channel};
 use crate::raft::state_machine::SharedState;
+use crate::raft::types::{zxid, Batch};
 use crate::raft::{NodeId, Raft};
 use crate::rt;
 use crate::tree::{Id, Txn, TxnOp, TxnResult};
@@ -78,12 +80,85 @@ pub struct Member {
     pub connections: Arc<ConnectionLimits>,
     /// Clients to other members, for forwarding, made on first use.
     peers: Mutex<BTreeMap<NodeId, RaftPeerClient<Channel>>>,
+    /// Writes waiting to be proposed together (see [`propose_batches`]).
+    proposals: mpsc::UnboundedSender<Proposal>,
+}
+
+/// One write waiting for its batch.
+struct Proposal {
+    txn: Txn,
+    reply: oneshot::Sender<Result<(TxnResult, u64), ProposeError>>,
+}
+
+/// Log entries proposed at once by one member. openraft syncs the leader's appends one at a
+/// time, so a few entries in flight keep the disk and the followers busy while writes that
+/// arrive meanwhile gather into the next entry.
+const ENTRIES_IN_FLIGHT: usize = 4;
+/// Payload bytes one entry gathers at most (it still takes at least one txn).
+const BATCH_BYTES: usize = 2 * 1024 * 1024;
+
+/// The leader's group commit: takes every write queued since the last entry left (up to
+/// [`zxid::MAX_BATCH`] and [`BATCH_BYTES`]) into one entry, so one fsync and one round of
+/// replication carry them all. In order: a session's writes keep their order in the log. Under
+/// no load an entry carries one write and leaves at once, so batching adds no latency.
+async fn propose_batches(raft: Raft, mut queue: mpsc::UnboundedReceiver<Proposal>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(ENTRIES_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        // Wait for a free slot before gathering: whatever queues meanwhile joins this entry.
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let mut bytes = first.txn.op.payload_len();
+        let mut batch = vec![first];
+        while batch.len() < zxid::MAX_BATCH && bytes < BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(p) => {
+                    bytes += p.txn.op.payload_len();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let (txns, replies): (Vec<Txn>, Vec<_>) = batch.into_iter().map(|p| (p.txn, p.reply)).unzip();
+            let n = txns.len();
+            let outcome = raft.client_write(Batch { txns }).await;
+            drop(slot);
+            match outcome {
+                Ok(resp) if resp.data.results.len() == n => {
+                    let index = resp.log_id.index;
+                    for (position, (reply, result)) in replies.into_iter().zip(resp.data.results).enumerate() {
+                        let _ = reply.send(Ok((result, zxid::of(index, position))));
+                    }
+                }
+                Ok(resp) => {
+                    let e = format!("entry {} answered {} results for {n} txns", resp.log_id, resp.data.results.len());
+                    for reply in replies {
+                        let _ = reply.send(Err(ProposeError::Fatal(e.clone())));
+                    }
+                }
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(ProposeError::NotLeader));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(ProposeError::Fatal(e.to_string())));
+                    }
+                }
+            }
+        });
+    }
 }
 
 impl Member {
+    /// Must be called inside the runtime: it starts the member's proposer task.
     pub fn new(id: NodeId, raft: Raft, state: Arc<SharedState>, secret: String, max_client_cnxns: u32) -> Member {
+        let (proposals, queue) = mpsc::unbounded_channel();
+        tokio::spawn(propose_batches(raft.clone(), queue));
         Member {
             id,
+            proposals,
             raft,
             state,
             secret,
@@ -146,8 +221,8 @@ impl Member {
         }
     }
 
-    /// Proposes on this member, which believes it is the leader. The leader's
-    /// clock reading goes into the entry here, and only here.
+    /// Proposes on this member, which believes it is the leader, in the next batch. The
+    /// leader's clock reading goes into the txn here, and only here.
     pub async fn propose(
         &self,
         session_id: i64,
@@ -155,13 +230,11 @@ impl Member {
         op: TxnOp,
     ) -> Result<(TxnResult, u64), ProposeError> {
         let txn = Txn { time_ms: rt::now_ms(), session_id, auth, op };
-        match self.raft.client_write(txn).await {
-            Ok(resp) => Ok((resp.data.result, resp.log_id.index)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                Err(ProposeError::NotLeader)
-            }
-            Err(e) => Err(ProposeError::Fatal(e.to_string())),
-        }
+        let (reply, answer) = oneshot::channel();
+        self.proposals
+            .send(Proposal { txn, reply })
+            .map_err(|_| ProposeError::Fatal("the member's proposer has stopped".into()))?;
+        answer.await.map_err(|_| ProposeError::Fatal("the member's proposer has stopped".into()))?
     }
 
     async fn peer(&self, id: NodeId) -> Result<RaftPeerClient<Channel>, MemberError> {
@@ -211,15 +284,15 @@ impl Member {
         Ok(())
     }
 
-    /// The leader's confirmed commit index: reading after this replica has applied
-    /// it is linearizable.
+    /// The leader's confirmed commit point, as the first zxid of the committed entry: reading
+    /// after this replica has applied it (applied zxid at least this) is linearizable.
     pub async fn read_index(&self) -> ReadIndexResponse {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         loop {
             let leader = self.raft.metrics().borrow().current_leader;
             match leader {
                 Some(l) if l == self.id => match self.raft.get_read_log_id().await {
-                    Ok((read, _applied)) => return Ok(read.map(|l| l.index).unwrap_or(0)),
+                    Ok((read, _applied)) => return Ok(read.map_or(0, |l| zxid::of(l.index, 0))),
                     Err(e) => tracing::debug!("read index on leader failed: {e}"),
                 },
                 Some(l) => {

@@ -117,7 +117,7 @@ impl Member {
         let mut registrar = Registrar { watches: &mut watches, session_id, member_id: self.id };
         let value = read(&st.tree, &mut registrar)?;
         let point = ReadPoint {
-            zxid: st.last_applied.map_or(0, |l| l.index),
+            zxid: st.applied_zxid(),
             event_seq: if session_id == 0 { 0 } else { watches.seq(session_id) },
         };
         Ok((value, point))

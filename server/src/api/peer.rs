@@ -80,7 +80,7 @@ impl RaftPeer for PeerService {
     async fn read_index(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
         self.authorize(&req)?;
         let reply: ReadIndexResponse = match self.member.raft.get_read_log_id().await {
-            Ok((read, _)) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Ok((read, _)) => Ok(read.map_or(0, |l| crate::raft::types::zxid::of(l.index, 0))),
             Err(e) => Err(MemberError::Unavailable(e.to_string())),
         };
         Ok(Response::new(encode(&reply)?))

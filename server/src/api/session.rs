@@ -158,7 +158,7 @@ impl Session for SessionService {
                 return Err(zk_status(ErrorCode::AuthFailed, format!("wrong password for session {session_id:#x}")));
             }
             let timeout_ms = info.timeout_ms;
-            let zxid = st.last_applied.map_or(0, |l| l.index);
+            let zxid = st.applied_zxid();
             let mut watches = self.member.state.watches.lock();
             let (conn, rx) = watches.attach(session_id);
             conn.push(Notice::Attached { timeout_ms, zxid });
@@ -207,7 +207,7 @@ impl Session for SessionService {
             if !watches.register(session_id, kind, &r.path) {
                 return Err(not_attached(self.member.id, session_id));
             }
-            (st.last_applied.map_or(0, |l| l.index), watches.seq(session_id))
+            (st.applied_zxid(), watches.seq(session_id))
         };
         Ok(Response::new(pb::AddWatchResponse {
             header: Some(pb::ResponseHeader { zxid, member_id: self.member.id, event_seq: seq }),
@@ -232,7 +232,7 @@ impl Session for SessionService {
             if !watches.remove(session_id, kind, &r.path) {
                 return Err(zk_status(ErrorCode::NoWatcher, r.path.clone()));
             }
-            (st.last_applied.map_or(0, |l| l.index), watches.seq(session_id))
+            (st.applied_zxid(), watches.seq(session_id))
         };
         Ok(Response::new(pb::RemoveWatchesResponse {
             header: Some(pb::ResponseHeader { zxid, member_id: self.member.id, event_seq: seq }),

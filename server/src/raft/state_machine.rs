@@ -22,9 +22,9 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use super::types::{Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use super::types::{zxid, Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::storage::{BackendError, LogBackend, StoredSnapshot};
-use crate::tree::{DataTree, OpOutcome, TxnOp, WatchEvent};
+use crate::tree::{DataTree, TxnOp, WatchEvent};
 use crate::watch::{SessionEnd, Watches};
 
 /// The replicated state as of `last_applied`.
@@ -34,10 +34,20 @@ pub struct TreeState {
     pub membership: StoredMembership,
 }
 
-/// The watch events of one applied Normal entry.
+impl TreeState {
+    /// The zxid this replica is at: its last txn's, or the first zxid of its last entry when
+    /// that carried no txn (a blank or membership entry). What replies report and what read
+    /// barriers compare with.
+    pub fn applied_zxid(&self) -> u64 {
+        let entry = self.last_applied.map_or(0, |l| zxid::of(l.index, 0));
+        self.tree.last_zxid().max(entry)
+    }
+}
+
+/// The watch events of one applied txn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedEntry {
-    /// The entry's log index: the zxid of every change it made.
+    /// The txn's zxid: the zxid of every change it made.
     pub zxid: u64,
     pub events: Vec<WatchEvent>,
 }
@@ -69,7 +79,7 @@ pub struct SharedState {
 
 impl SharedState {
     fn new(state: TreeState) -> SharedState {
-        let applied = state.last_applied.map_or(0, |l| l.index);
+        let applied = state.applied_zxid();
         SharedState {
             tree: RwLock::new(state),
             watches: Mutex::new(Watches::default()),
@@ -82,7 +92,7 @@ impl SharedState {
         self.tree.read()
     }
 
-    /// The log index (zxid) of the last applied entry of any kind, 0 before the first.
+    /// The zxid of the last applied change (see [`TreeState::applied_zxid`]), 0 before the first.
     pub fn applied_zxid(&self) -> u64 {
         *self.applied_tx.borrow()
     }
@@ -276,7 +286,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let shared = &self.inner.shared;
         let mut replies = Vec::new();
         let mut applied = Vec::new();
-        let last_index = {
+        let applied_zxid = {
             let mut st = shared.tree.write();
             for entry in entries {
                 let index = entry.log_id.index;
@@ -285,51 +295,60 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 // would bump the version).
                 if st.last_applied.is_some_and(|l| l.index >= index) {
                     tracing::warn!(%entry.log_id, "skipping re-application of an applied entry");
-                    replies.push(Response { result: Err(ErrorCode::RuntimeInconsistency) });
+                    let n = match &entry.payload {
+                        EntryPayload::Normal(batch) => batch.txns.len(),
+                        _ => 0,
+                    };
+                    replies.push(Response { results: vec![Err(ErrorCode::RuntimeInconsistency); n] });
                     continue;
                 }
-                let result = match entry.payload {
-                    EntryPayload::Blank => Ok(OpOutcome::Checked),
-                    EntryPayload::Normal(txn) => {
-                        let out = st.tree.apply(index, &txn);
-                        // Queued before the tree lock is released: no read can see this entry's
-                        // effect before its watch events are on their way.
-                        let mut watches = shared.watches.lock();
-                        // The ended session's connection goes first, as ZooKeeper closes it
-                        // before the deletes of its ephemerals notify anyone: it never hears
-                        // about its own ephemerals going.
-                        if out.result.is_ok() {
-                            match txn.op {
-                                TxnOp::CloseSession { session_id } => {
-                                    watches.session_ended(session_id, SessionEnd::Closed)
+                let results = match entry.payload {
+                    EntryPayload::Blank => Vec::new(),
+                    EntryPayload::Normal(batch) => {
+                        let mut results = Vec::with_capacity(batch.txns.len());
+                        for (position, txn) in batch.txns.iter().enumerate() {
+                            let zxid = zxid::of(index, position);
+                            let out = st.tree.apply(zxid, txn);
+                            // Queued before the tree lock is released: no read can see this
+                            // txn's effect before its watch events are on their way.
+                            let mut watches = shared.watches.lock();
+                            // The ended session's connection goes first, as ZooKeeper closes it
+                            // before the deletes of its ephemerals notify anyone: it never hears
+                            // about its own ephemerals going.
+                            if out.result.is_ok() {
+                                match txn.op {
+                                    TxnOp::CloseSession { session_id } => {
+                                        watches.session_ended(session_id, SessionEnd::Closed)
+                                    }
+                                    TxnOp::ExpireSession { session_id } => {
+                                        watches.session_ended(session_id, SessionEnd::Expired)
+                                    }
+                                    _ => {}
                                 }
-                                TxnOp::ExpireSession { session_id } => {
-                                    watches.session_ended(session_id, SessionEnd::Expired)
-                                }
-                                _ => {}
                             }
+                            watches.dispatch(zxid, &out.events);
+                            drop(watches);
+                            if !out.events.is_empty() {
+                                applied.push(AppliedEntry { zxid, events: out.events });
+                            }
+                            results.push(out.result);
                         }
-                        watches.dispatch(index, &out.events);
-                        drop(watches);
-                        if !out.events.is_empty() {
-                            applied.push(AppliedEntry { zxid: index, events: out.events });
-                        }
-                        out.result
+                        results
                     }
                     EntryPayload::Membership(m) => {
                         st.membership = StoredMembership::new(Some(entry.log_id), m);
-                        Ok(OpOutcome::Checked)
+                        Vec::new()
                     }
                 };
                 st.last_applied = Some(entry.log_id);
-                replies.push(Response { result });
+                replies.push(Response { results });
             }
-            st.last_applied.map_or(0, |l| l.index)
+            st.applied_zxid()
         };
         if !applied.is_empty() {
             shared.publish(TreeEvent::Applied(applied));
         }
-        shared.set_applied(last_index);
+        shared.set_applied(applied_zxid);
         Ok(replies)
     }
 
@@ -352,7 +371,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 header.last_applied, meta.last_log_id
             ))));
         }
-        let zxid = meta.last_log_id.map_or(0, |l| l.index);
+        let zxid;
         {
             // Persist before swapping: once the tree moves past the log, a crash must find the
             // snapshot on disk.
@@ -360,6 +379,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.inner.backend.save_snapshot(&StoredSnapshot { meta: meta.clone(), data }).map_err(err)?;
             let mut st = self.inner.shared.tree.write();
             *st = TreeState { tree, last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+            zxid = st.applied_zxid();
             self.inner.shared.watches.lock().drop_all();
         }
         self.inner.shared.publish(TreeEvent::SnapshotInstalled { zxid });

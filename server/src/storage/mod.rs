@@ -2,10 +2,13 @@
 //!
 //! [`LogBackend`] is deliberately small and synchronous (plain functions, no async): the Raft
 //! adapter in [`crate::raft::log_store`] and [`crate::raft::state_machine`] does the encoding
-//! and calls it inline. Two implementations:
+//! and calls it inline. Three implementations:
 //!
-//! - [`SledBackend`]: production, one sled database in the member's data directory. Not compiled
-//!   under `cfg(madsim)`, because sled starts OS threads, which the simulator forbids.
+//! - [`FileBackend`]: production default, the log as append-only segment files synced with one
+//!   `fdatasync` per group commit, vote and snapshot in atomically replaced files.
+//! - [`SledBackend`]: one sled database in the member's data directory (`storage = "sled"`).
+//!   Not compiled under `cfg(madsim)`, because sled starts OS threads, which the simulator
+//!   forbids; neither is the file store, whose I/O the simulator cannot intercept.
 //! - [`MemBackend`]: in memory with honest fsync semantics: a write becomes durable only at the
 //!   next sync, and [`MemBackend::crash`] throws away everything that was not.
 //!
@@ -17,10 +20,14 @@
 //! holds a prefix of the write history. [`LogBackend::save_committed`] alone is not synced: it
 //! rides along with the next sync, and losing it only means replaying from the snapshot.
 
+#[cfg(not(madsim))]
+mod file;
 mod mem;
 #[cfg(not(madsim))]
 mod sled;
 
+#[cfg(not(madsim))]
+pub use file::FileBackend;
 pub use mem::MemBackend;
 #[cfg(not(madsim))]
 pub use self::sled::SledBackend;

@@ -148,7 +148,7 @@ pub enum TxnOp {
     Check { path: String, version: i32 },
     /// Atomic: every op applies or none does. Holds only Create/Delete/SetData/Check.
     Multi(Vec<TxnOp>),
-    /// Opens a session; its id is derived from the zxid of this entry.
+    /// Opens a session; its id is derived from the zxid of this txn.
     CreateSession { timeout_ms: i32, password: Vec<u8> },
     /// Closes a session and deletes all its ephemeral nodes, atomically.
     CloseSession { session_id: i64 },
@@ -160,6 +160,22 @@ pub enum TxnOp {
     /// TTL as of this entry's time. Re-checked here, so a node that gained a child or
     /// changed since the leader looked is kept.
     Reap { path: String },
+}
+
+impl TxnOp {
+    /// The payload bytes this op carries (its data and paths), roughly what it adds to an
+    /// entry; bounds how many ops a batch gathers.
+    pub fn payload_len(&self) -> usize {
+        match self {
+            TxnOp::Create { path, data, .. } | TxnOp::SetData { path, data, .. } => path.len() + data.len(),
+            TxnOp::Multi(ops) => ops.iter().map(TxnOp::payload_len).sum(),
+            TxnOp::Delete { path, .. } | TxnOp::SetAcl { path, .. } | TxnOp::Check { path, .. } | TxnOp::Reap { path } => {
+                path.len()
+            }
+            TxnOp::CreateSession { password, .. } => password.len(),
+            TxnOp::CloseSession { .. } | TxnOp::ExpireSession { .. } => 8,
+        }
+    }
 }
 
 /// The outcome of one successfully applied operation.
