@@ -53,8 +53,9 @@ step "unit, property and integration tests"
 cargo test --workspace --locked -- --test-threads=2
 
 step "deterministic simulation (madsim): $SIM_SEEDS seeds per scenario from seed $SIM_SEED"
-# Its own target directory: the simulation build compiles every crate with --cfg madsim.
-RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR="${CORRAL_SIM_TARGET_DIR:-$HOME/.cache/corral-sim-target}" \
+# Its own target directory: the simulation build compiles every crate with --cfg madsim
+# (tokio_unstable: the harness seeds tokio's select! generator per run, see sim-tests/src/harness.rs).
+RUSTFLAGS="--cfg madsim --cfg tokio_unstable" CARGO_TARGET_DIR="${CORRAL_SIM_TARGET_DIR:-$HOME/.cache/corral-sim-target}" \
     MADSIM_TEST_SEED="$SIM_SEED" MADSIM_TEST_NUM="$SIM_SEEDS" \
     cargo test -p corral-sim-tests --locked -- --test-threads=1
 

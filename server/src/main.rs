@@ -141,10 +141,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.grpc_addr))?;
     let server = corral_server::server::Server::start(config, listener).await?;
-    shutdown_signal().await;
+    let failed = tokio::select! {
+        biased;
+        _ = shutdown_signal() => None,
+        fatal = server.failed() => Some(fatal),
+    };
     tracing::info!("stopping");
     server.shutdown().await;
-    Ok(())
+    match failed {
+        // Storage failed under Raft: exit nonzero so a supervisor restarts the member from disk.
+        Some(fatal) => Err(anyhow::anyhow!("raft stopped on a fatal error: {fatal}")),
+        None => Ok(()),
+    }
 }
 
 /// Ctrl-C or SIGTERM.

@@ -185,6 +185,22 @@ impl Server {
         &self.member
     }
 
+    /// Returns once this member's Raft has stopped on a fatal error (a failed fsync, corrupt
+    /// storage), with the error. Such a member can neither vote nor acknowledge anything again:
+    /// the caller stops it (the binary exits, the simulator kills the node) so that a restart
+    /// recovers from what the disk durably holds.
+    pub async fn failed(&self) -> String {
+        let mut metrics = self.member.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "raft stopped".to_string();
+            }
+        }
+    }
+
     /// The address the member's ZooKeeper protocol port listens on, if it has one.
     pub fn zk_addr(&self) -> Option<std::net::SocketAddr> {
         self.zk.as_ref().map(|(a, _)| *a)

@@ -6,10 +6,15 @@
 //! unit tests run there.
 //!
 //! - [`checker`]: the linearizability checker for versioned registers (pure).
-//! - [`sim`]: the harness (simulated members with crash-able disks, clients, the nemesis);
-//!   only under `cfg(madsim)`.
+//! - [`sequential`]: the checker for concurrently created sequential nodes (pure).
+//! - [`sim`]: simulated members with crash-able disks, the nemesis and the log audit; only under
+//!   `cfg(madsim)`.
+//! - [`harness`]: runs a scenario over seeds, deterministically (replaces `#[madsim::test]`).
 
 pub mod checker;
+pub mod sequential;
 
+#[cfg(madsim)]
+pub mod harness;
 #[cfg(madsim)]
 pub mod sim;

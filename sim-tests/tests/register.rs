@@ -1,9 +1,12 @@
 //! Linearizable registers under crashes, restarts and partitions.
 //!
-//! Four clients read (linearizably), write and compare-and-set a few znodes while the nemesis
-//! crashes members (losing unsynced writes), restarts them, isolates them and cuts links. The
-//! history must be linearizable per key, and afterwards every member must hold the same tree at
-//! the same zxid.
+//! Four clients read (linearizably), write and compare-and-set a few znodes while a nemesis
+//! works on the ensemble: in the first scenario one fault at a time (crash losing unsynced
+//! writes, isolation, a cut link); in the second, up to two overlapping faults of every kind the
+//! harness has (`sim::Faults::all`: also pauses, one-way isolation and links, random partitions,
+//! message loss and latency, fsync failures, clock jumps). The history must be linearizable per
+//! key; the audit must find committed entries identical across members and applied zxids
+//! strictly increasing; afterwards every member must hold the same tree at the same zxid.
 //!
 //! Run: `RUSTFLAGS="--cfg madsim" cargo test -p corral-sim-tests` (see docs/testing.md);
 //! `MADSIM_TEST_NUM=N` seeds, `MADSIM_TEST_SEED=S` to replay one.
@@ -14,7 +17,8 @@ use std::time::Duration;
 
 use corral_client::{Client, CreateMode, CreateOptions, Error, ErrorCode};
 use corral_sim_tests::checker::{check, Call, Op, Outcome};
-use corral_sim_tests::sim::{rand_below, Ensemble};
+use corral_sim_tests::harness;
+use corral_sim_tests::sim::{rand_below, Ensemble, Faults, Nemesis};
 use madsim::runtime::Handle;
 use parking_lot::Mutex;
 
@@ -36,8 +40,17 @@ fn outcome_of_write(r: Result<corral_client::Stat, Error>) -> Outcome {
     }
 }
 
-#[madsim::test]
-async fn linearizable_registers_under_crashes_and_partitions() {
+#[test]
+fn linearizable_registers_under_crashes_and_partitions() {
+    harness::run(|| registers(false));
+}
+
+#[test]
+fn linearizable_registers_under_combined_faults() {
+    harness::run(|| registers(true));
+}
+
+async fn registers(combined: bool) -> String {
     let mut ensemble = Ensemble::start(3);
     let endpoints = ensemble.endpoints();
     let handle = Handle::current();
@@ -74,7 +87,7 @@ async fn linearizable_registers_under_crashes_and_partitions() {
             let c = Client::builder(endpoints).request_timeout(Duration::from_secs(3)).connect().await.unwrap();
             let reader = c.linearizable();
             let mut n = 0;
-            let mut last_version = vec![0; KEYS];
+            let mut last_version = [0; KEYS];
             while start.elapsed() < WORKLOAD {
                 let key = rand_below(KEYS as u64) as usize;
                 let path = format!("/r{key}");
@@ -112,8 +125,12 @@ async fn linearizable_registers_under_crashes_and_partitions() {
         }));
     }
 
-    // The nemesis: one fault at a time, so a quorum is usually there.
-    while start.elapsed() < WORKLOAD {
+    let mut nemesis = Nemesis::new(Faults::all());
+    if combined {
+        nemesis.run(&mut ensemble, start + WORKLOAD).await;
+    }
+    // The first nemesis: one fault at a time, so a quorum is usually there.
+    while !combined && start.elapsed() < WORKLOAD {
         madsim::time::sleep(Duration::from_millis(500 + rand_below(1500))).await;
         let victim = rand_below(3) as usize;
         match rand_below(4) {
@@ -171,8 +188,19 @@ async fn linearizable_registers_under_crashes_and_partitions() {
     let acked = history.iter().filter(|op| matches!(op.outcome, Outcome::Written { .. })).count();
     assert!(acked > 0, "no write was acknowledged in {} operations", history.len());
     if let Err(violation) = check(&history, INITIAL) {
-        panic!("not linearizable (seed {}): {violation}", handle.seed());
+        panic!("not linearizable (seed {}): {violation}\nnemesis: {:#?}", handle.seed(), nemesis.log);
     }
-    let states = ensemble.converge(Duration::from_secs(30)).await;
-    println!("seed {}: {} ops, {acked} writes acknowledged, members converged at {states:?}", handle.seed(), history.len());
+    let states = match ensemble.converge(Duration::from_secs(30)).await {
+        Ok(states) => states,
+        Err(e) => panic!("seed {}: {e}\nnemesis: {:#?}", handle.seed(), nemesis.log),
+    };
+    let compared = ensemble.audit.assert_clean();
+    let summary = format!(
+        "{} ops, {acked} writes acknowledged, {} faults, {} fatal stops, {compared} committed entries compared, members converged at {states:?}",
+        history.len(),
+        nemesis.log.len(),
+        ensemble.audit.fatal_stops()
+    );
+    println!("seed {}: {summary}", handle.seed());
+    summary
 }

@@ -8,8 +8,12 @@ use corral_client::{Client, CreateMode, CreateOptions};
 use corral_sim_tests::sim::Ensemble;
 use madsim::runtime::Handle;
 
-#[madsim::test]
-async fn an_ensemble_takes_writes_and_converges() {
+#[test]
+fn an_ensemble_takes_writes_and_converges() {
+    corral_sim_tests::harness::run(smoke);
+}
+
+async fn smoke() -> String {
     let ensemble = Ensemble::start(3);
     let endpoints = ensemble.endpoints();
     if std::env::var("SIM_SMOKE_NO_CLIENT").is_err() {
@@ -33,6 +37,7 @@ async fn an_ensemble_takes_writes_and_converges() {
     } else {
         madsim::time::sleep(Duration::from_secs(3)).await;
     }
-    let states = ensemble.converge(Duration::from_secs(10)).await;
+    let states = ensemble.converge(Duration::from_secs(10)).await.unwrap();
     println!("converged at {states:?}");
+    format!("{states:?}")
 }

@@ -27,6 +27,8 @@ struct State {
     durable: Image,
     unsynced: Vec<Write>,
     syncs: u64,
+    /// Fault injection: how many of the next syncs fail (see [`MemBackend::fail_syncs`]).
+    failing_syncs: u32,
 }
 
 #[derive(Clone, Default)]
@@ -46,6 +48,20 @@ enum Write {
     Truncate(u64),
     Purge(LogId),
     Snapshot(Arc<StoredSnapshot>),
+}
+
+impl State {
+    fn sync(&mut self) -> Result<()> {
+        if self.failing_syncs > 0 {
+            self.failing_syncs -= 1;
+            return Err(std::io::Error::other("injected fsync failure").into());
+        }
+        for w in self.unsynced.drain(..) {
+            self.durable.apply(&w);
+        }
+        self.syncs += 1;
+        Ok(())
+    }
 }
 
 impl Image {
@@ -91,17 +107,23 @@ impl MemBackend {
         self.state.lock().syncs
     }
 
-    fn write(&self, write: Write, sync: bool) {
+    /// Fault injection: the next `n` syncs (explicit or part of a durable write) fail with an
+    /// I/O error. A failed sync makes nothing durable: its writes stay readable but are lost at
+    /// the next [`MemBackend::crash`], as after a real fsync error (whose dirty pages the kernel
+    /// may already have dropped). The caller must treat the error as fatal.
+    pub fn fail_syncs(&self, n: u32) {
+        self.state.lock().failing_syncs = n;
+    }
+
+    fn write(&self, write: Write, sync: bool) -> Result<()> {
         let mut st = self.state.lock();
         let st = &mut *st;
         st.current.apply(&write);
         st.unsynced.push(write);
         if sync {
-            for w in st.unsynced.drain(..) {
-                st.durable.apply(&w);
-            }
-            st.syncs += 1;
+            st.sync()?;
         }
+        Ok(())
     }
 
     fn read<T>(&self, f: impl FnOnce(&Image) -> T) -> T {
@@ -111,8 +133,7 @@ impl MemBackend {
 
 impl LogBackend for MemBackend {
     fn save_vote(&self, vote: &Vote) -> Result<()> {
-        self.write(Write::Vote(*vote), true);
-        Ok(())
+        self.write(Write::Vote(*vote), true)
     }
 
     fn read_vote(&self) -> Result<Option<Vote>> {
@@ -120,8 +141,7 @@ impl LogBackend for MemBackend {
     }
 
     fn save_committed(&self, committed: Option<LogId>) -> Result<()> {
-        self.write(Write::Committed(committed), false);
-        Ok(())
+        self.write(Write::Committed(committed), false)
     }
 
     fn read_committed(&self) -> Result<Option<LogId>> {
@@ -130,28 +150,19 @@ impl LogBackend for MemBackend {
 
     fn write_entries(&self, entries: &[(u64, Vec<u8>)]) -> Result<()> {
         let entries = entries.iter().map(|(i, b)| (*i, Arc::from(b.as_slice()))).collect();
-        self.write(Write::Append(entries), false);
-        Ok(())
+        self.write(Write::Append(entries), false)
     }
 
     fn sync(&self) -> Result<()> {
-        let mut st = self.state.lock();
-        let st = &mut *st;
-        for w in st.unsynced.drain(..) {
-            st.durable.apply(&w);
-        }
-        st.syncs += 1;
-        Ok(())
+        self.state.lock().sync()
     }
 
     fn truncate(&self, from: u64) -> Result<()> {
-        self.write(Write::Truncate(from), true);
-        Ok(())
+        self.write(Write::Truncate(from), true)
     }
 
     fn purge(&self, upto: LogId) -> Result<()> {
-        self.write(Write::Purge(upto), true);
-        Ok(())
+        self.write(Write::Purge(upto), true)
     }
 
     fn last_purged(&self) -> Result<Option<LogId>> {
@@ -170,8 +181,7 @@ impl LogBackend for MemBackend {
     }
 
     fn save_snapshot(&self, snapshot: &StoredSnapshot) -> Result<()> {
-        self.write(Write::Snapshot(Arc::new(snapshot.clone())), true);
-        Ok(())
+        self.write(Write::Snapshot(Arc::new(snapshot.clone())), true)
     }
 
     fn load_snapshot(&self) -> Result<Option<StoredSnapshot>> {
@@ -244,6 +254,21 @@ mod tests {
         assert_eq!(b.read_range(6, 6).unwrap(), vec![]);
         b.purge(log_id(1, 20)).unwrap();
         assert_eq!(b.last_entry().unwrap(), None);
+    }
+
+    #[test]
+    fn an_injected_sync_failure_makes_nothing_durable() {
+        let b = MemBackend::new();
+        b.append(&entries(1..3)).unwrap();
+        b.fail_syncs(1);
+        assert!(b.append(&entries(3..5)).is_err());
+        // Readable until the crash, then gone; the next sync works again.
+        assert_eq!(b.read_range(0, 10).unwrap(), entries(1..5));
+        b.crash();
+        assert_eq!(b.read_range(0, 10).unwrap(), entries(1..3));
+        b.save_vote(&Vote::new(3, 1)).unwrap();
+        b.crash();
+        assert_eq!(b.read_vote().unwrap(), Some(Vote::new(3, 1)));
     }
 
     #[test]

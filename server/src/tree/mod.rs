@@ -26,7 +26,10 @@ use std::ops::Bound;
 use corral_proto::ErrorCode;
 
 pub use acl::digest_id;
-pub(crate) use acl::{check_acl, fixup_acl};
+pub(crate) use acl::check_acl;
+// The ZooKeeper front end (not built in the simulator) checks ACLs before proposing.
+#[cfg(not(madsim))]
+pub(crate) use acl::fixup_acl;
 pub use node::{CONTAINER_EPHEMERAL_OWNER, MAX_TTL_MS, TTL_EPHEMERAL_MASK};
 pub use path::{validate_create_path, validate_path};
 pub use snapshot::SnapshotError;
