@@ -56,8 +56,8 @@ impl MemberError {
     }
 }
 
-/// A write forwarded from a follower to the leader.
-#[derive(Debug, Serialize, Deserialize)]
+/// A write forwarded from a follower to the leader (in a batch: see [`forward_batches`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ForwardRequest {
     pub session_id: i64,
     pub auth: Vec<Id>,
@@ -78,10 +78,115 @@ pub struct Member {
     pub sessions: SessionTracker,
     /// Client connections per address, across both front ends.
     pub connections: Arc<ConnectionLimits>,
-    /// Clients to other members, for forwarding, made on first use.
-    peers: Mutex<BTreeMap<NodeId, RaftPeerClient<Channel>>>,
+    /// Clients to the other members.
+    peers: Arc<Peers>,
     /// Writes waiting to be proposed together (see [`propose_batches`]).
     proposals: mpsc::UnboundedSender<Proposal>,
+    /// Writes waiting to be forwarded to the leader together (see [`forward_batches`]).
+    forwards: mpsc::UnboundedSender<Forwarding>,
+}
+
+/// Clients to the other members, made on first use; shared by the member and its forwarder.
+struct Peers {
+    raft: Raft,
+    secret: String,
+    clients: Mutex<BTreeMap<NodeId, RaftPeerClient<Channel>>>,
+}
+
+impl Peers {
+    async fn client(&self, id: NodeId) -> Result<RaftPeerClient<Channel>, MemberError> {
+        if let Some(c) = self.clients.lock().get(&id) {
+            return Ok(c.clone());
+        }
+        let addr = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
+        };
+        let addr = addr.ok_or_else(|| MemberError::Unavailable(format!("member {id} unknown")))?;
+        let channel = peer_channel(&addr)
+            .map_err(|e| MemberError::Unavailable(format!("member {id} at {addr}: {e}")))?;
+        let client = RaftPeerClient::new(channel);
+        self.clients.lock().insert(id, client.clone());
+        Ok(client)
+    }
+
+    /// Forwards writes to the leader in one call; its answers come back in the same order.
+    async fn forward(&self, leader: NodeId, reqs: &[ForwardRequest]) -> Result<Vec<ForwardResponse>, ForwardFailure> {
+        let mut client = self.client(leader).await.map_err(|e| ForwardFailure::NotSent(e.to_string()))?;
+        let body = encode(&reqs).map_err(|s| ForwardFailure::NotSent(s.to_string()))?;
+        let mut request = authed(&self.secret, body);
+        request.set_timeout(LEADER_WAIT);
+        let reply = client.forward(request).await.map_err(|s| {
+            let what = format!("forward to {leader}: {s}");
+            if never_sent(&s) {
+                ForwardFailure::NotSent(what)
+            } else {
+                ForwardFailure::Lost(what)
+            }
+        })?;
+        let answers: Vec<ForwardResponse> =
+            decode(&reply.into_inner()).map_err(|s| ForwardFailure::Lost(s.to_string()))?;
+        if answers.len() != reqs.len() {
+            return Err(ForwardFailure::Lost(format!("{} answers to {} forwarded writes", answers.len(), reqs.len())));
+        }
+        Ok(answers)
+    }
+}
+
+/// One write waiting to be forwarded.
+struct Forwarding {
+    leader: NodeId,
+    req: ForwardRequest,
+    reply: oneshot::Sender<Result<ForwardResponse, ForwardFailure>>,
+}
+
+/// Forward calls in flight at once from one member.
+const FORWARDS_IN_FLIGHT: usize = 8;
+
+/// A follower's side of the group commit: writes queued while earlier forwards are in flight go
+/// to the leader in one call (in order), instead of one HTTP/2 request each. Under no load a call
+/// carries one write and leaves at once.
+async fn forward_batches(peers: Arc<Peers>, mut queue: mpsc::UnboundedReceiver<Forwarding>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(FORWARDS_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let mut bytes = first.req.op.payload_len();
+        let mut batch = vec![first];
+        while batch.len() < zxid::MAX_BATCH && bytes < BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(f) => {
+                    bytes += f.req.op.payload_len();
+                    batch.push(f);
+                }
+                Err(_) => break,
+            }
+        }
+        // Usually one leader; after a change of leader, each gets its own call, in order.
+        let mut by_leader: BTreeMap<NodeId, Vec<Forwarding>> = BTreeMap::new();
+        for f in batch {
+            by_leader.entry(f.leader).or_default().push(f);
+        }
+        let peers = peers.clone();
+        tokio::spawn(async move {
+            for (leader, group) in by_leader {
+                let (reqs, replies): (Vec<ForwardRequest>, Vec<_>) = group.into_iter().map(|f| (f.req, f.reply)).unzip();
+                match peers.forward(leader, &reqs).await {
+                    Ok(answers) => {
+                        for (reply, answer) in replies.into_iter().zip(answers) {
+                            let _ = reply.send(Ok(answer));
+                        }
+                    }
+                    Err(failure) => {
+                        for reply in replies {
+                            let _ = reply.send(Err(failure.clone()));
+                        }
+                    }
+                }
+            }
+            drop(slot);
+        });
+    }
 }
 
 /// One write waiting for its batch.
@@ -156,15 +261,19 @@ impl Member {
     pub fn new(id: NodeId, raft: Raft, state: Arc<SharedState>, secret: String, max_client_cnxns: u32) -> Member {
         let (proposals, queue) = mpsc::unbounded_channel();
         tokio::spawn(propose_batches(raft.clone(), queue));
+        let peers = Arc::new(Peers { raft: raft.clone(), secret: secret.clone(), clients: Mutex::new(BTreeMap::new()) });
+        let (forwards, queue) = mpsc::unbounded_channel();
+        tokio::spawn(forward_batches(peers.clone(), queue));
         Member {
             id,
             proposals,
+            forwards,
+            peers,
             raft,
             state,
             secret,
             sessions: SessionTracker::default(),
             connections: ConnectionLimits::new(max_client_cnxns),
-            peers: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -193,7 +302,7 @@ impl Member {
                 }
                 Some(leader) => {
                     let req = ForwardRequest { session_id, auth: auth.clone(), op: current };
-                    match self.forward(leader, &req).await {
+                    match self.forward(leader, req.clone()).await {
                         Ok(Ok((result, zxid))) => {
                             self.wait_applied(zxid, CATCH_UP_WAIT).await?;
                             return Ok((result, zxid));
@@ -229,49 +338,34 @@ impl Member {
         auth: Vec<Id>,
         op: TxnOp,
     ) -> Result<(TxnResult, u64), ProposeError> {
+        self.enqueue_proposal(session_id, auth, op)?.await
+    }
+
+    /// Queues a proposal at once (so proposals queued one after another keep their order in the
+    /// log) and returns the future of its outcome.
+    pub fn enqueue_proposal(
+        &self,
+        session_id: i64,
+        auth: Vec<Id>,
+        op: TxnOp,
+    ) -> Result<impl std::future::Future<Output = Result<(TxnResult, u64), ProposeError>>, ProposeError> {
+        let stopped = || ProposeError::Fatal("the member's proposer has stopped".into());
         let txn = Txn { time_ms: rt::now_ms(), session_id, auth, op };
         let (reply, answer) = oneshot::channel();
-        self.proposals
-            .send(Proposal { txn, reply })
-            .map_err(|_| ProposeError::Fatal("the member's proposer has stopped".into()))?;
-        answer.await.map_err(|_| ProposeError::Fatal("the member's proposer has stopped".into()))?
+        self.proposals.send(Proposal { txn, reply }).map_err(|_| stopped())?;
+        Ok(async move { answer.await.map_err(|_| stopped())? })
     }
 
     async fn peer(&self, id: NodeId) -> Result<RaftPeerClient<Channel>, MemberError> {
-        if let Some(c) = self.peers.lock().get(&id) {
-            return Ok(c.clone());
-        }
-        let addr = {
-            let metrics = self.raft.metrics();
-            let m = metrics.borrow();
-            m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
-        };
-        let addr = addr.ok_or_else(|| MemberError::Unavailable(format!("member {id} unknown")))?;
-        let channel = peer_channel(&addr)
-            .map_err(|e| MemberError::Unavailable(format!("member {id} at {addr}: {e}")))?;
-        let client = RaftPeerClient::new(channel);
-        self.peers.lock().insert(id, client.clone());
-        Ok(client)
+        self.peers.client(id).await
     }
 
-    async fn forward(
-        &self,
-        leader: NodeId,
-        req: &ForwardRequest,
-    ) -> Result<ForwardResponse, ForwardFailure> {
-        let mut client = self.peer(leader).await.map_err(|e| ForwardFailure::NotSent(e.to_string()))?;
-        let body = encode(req).map_err(|s| ForwardFailure::NotSent(s.to_string()))?;
-        let mut request = authed(&self.secret, body);
-        request.set_timeout(LEADER_WAIT);
-        let reply = client.forward(request).await.map_err(|s| {
-            let what = format!("forward to {leader}: {s}");
-            if never_sent(&s) {
-                ForwardFailure::NotSent(what)
-            } else {
-                ForwardFailure::Lost(what)
-            }
-        })?;
-        decode(&reply.into_inner()).map_err(|s| ForwardFailure::Lost(s.to_string()))
+    /// Forwards a write to the leader, in the next forward batch.
+    async fn forward(&self, leader: NodeId, req: ForwardRequest) -> Result<ForwardResponse, ForwardFailure> {
+        let (reply, answer) = oneshot::channel();
+        let lost = || ForwardFailure::NotSent("the member's forwarder has stopped".into());
+        self.forwards.send(Forwarding { leader, req, reply }).map_err(|_| lost())?;
+        answer.await.map_err(|_| lost())?
     }
 
     /// Tells the leader which sessions this member heard from.
@@ -356,7 +450,7 @@ impl Member {
 }
 
 /// Why a forwarded write got no answer from the leader.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum ForwardFailure {
     /// The request never left this member (no connection could be opened).
     NotSent(String),

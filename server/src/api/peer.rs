@@ -59,15 +59,25 @@ impl RaftPeer for PeerService {
 
     async fn forward(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
         self.authorize(&req)?;
-        let fwd: ForwardRequest = decode(req.get_ref())?;
-        let reply: ForwardResponse = match self.member.propose(fwd.session_id, fwd.auth, fwd.op).await {
-            Ok(r) => Ok(r),
-            Err(ProposeError::NotLeader) => {
-                Err(MemberError::NotLeader(format!("member {} is not the leader", self.member.id)))
-            }
-            Err(ProposeError::Fatal(e)) => Err(MemberError::Unavailable(e)),
-        };
-        Ok(Response::new(encode(&reply)?))
+        let batch: Vec<ForwardRequest> = decode(req.get_ref())?;
+        // Queued in the order forwarded, all at once, then awaited.
+        let queued: Vec<_> =
+            batch.into_iter().map(|fwd| self.member.enqueue_proposal(fwd.session_id, fwd.auth, fwd.op)).collect();
+        let mut replies: Vec<ForwardResponse> = Vec::with_capacity(queued.len());
+        for q in queued {
+            let r = match q {
+                Ok(outcome) => outcome.await,
+                Err(e) => Err(e),
+            };
+            replies.push(match r {
+                Ok(r) => Ok(r),
+                Err(ProposeError::NotLeader) => {
+                    Err(MemberError::NotLeader(format!("member {} is not the leader", self.member.id)))
+                }
+                Err(ProposeError::Fatal(e)) => Err(MemberError::Unavailable(e)),
+            });
+        }
+        Ok(Response::new(encode(&replies)?))
     }
 
     async fn touch_sessions(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
