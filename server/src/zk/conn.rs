@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use corral_proto::jute::{self, ConnectRequest, ConnectResponse, JuteError, Reader, WatcherEvent, Writer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -35,7 +35,10 @@ const STATE_EXPIRED: i32 = -112;
 /// ZooKeeper's event type for a state change without a node.
 const EVENT_NONE: i32 = -1;
 
-async fn read_frame(rd: &mut OwnedReadHalf, max: usize) -> Result<Option<Vec<u8>>, ConnError> {
+/// The read side, buffered: one syscall reads every frame the client has sent so far.
+type FrameReader = BufReader<OwnedReadHalf>;
+
+async fn read_frame(rd: &mut FrameReader, max: usize) -> Result<Option<Vec<u8>>, ConnError> {
     let mut len = [0u8; 4];
     match rd.read_exact(&mut len).await {
         Ok(_) => {}
@@ -55,7 +58,8 @@ pub async fn run(
     settings: Arc<ZkSettings>,
     counters: Arc<Counters>,
 ) -> Result<(), ConnError> {
-    let (mut rd, mut wr) = stream.into_split();
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(16 * 1024, rd);
     let mut first = [0u8; 4];
     rd.read_exact(&mut first).await?;
     if let Some(word) = jute::four_letter_word(first) {
