@@ -126,6 +126,7 @@ impl Server {
     }
 
     async fn open_member(config: &Config, backend: Arc<dyn LogBackend>) -> Result<Arc<Member>, ServerError> {
+        Server::give_up_restored_leadership(config.id, backend.as_ref())?;
         let log_store = LogStore::new(backend.clone());
         let state_machine = StateMachine::open_with_limit(backend, config.max_data_len)?;
         let shared = state_machine.shared();
@@ -143,6 +144,28 @@ impl Server {
         .map_err(|e| ServerError::Raft(e.to_string()))?;
         Server::initialize_if_new(&raft, config).await?;
         Ok(Arc::new(Member::new(config.id, raft, shared, config.cluster_secret.clone(), config.max_client_cnxns)))
+    }
+
+    /// A member that led when it stopped comes back as a follower, and leadership goes through an
+    /// election in a new term.
+    ///
+    /// openraft 0.9 restores a member whose stored vote is its own committed vote as leader of
+    /// that term at once, with no new blank entry. Its read index is then the larger of the
+    /// term's first entry and its commit index as recovered from disk, and the commit index is
+    /// not synced on its own (`LogBackend::save_committed`): it can be older than entries this
+    /// member committed and acknowledged before it stopped, so a linearizable read through it
+    /// could miss an acknowledged write (found by the simulator; docs/testing.md, bugs found).
+    /// The same restart could also reuse, in the same term, an index whose unsynced entry it
+    /// lost but a quorum of followers kept. Keeping the vote's term and candidate while dropping
+    /// `committed` votes for nobody else in that term, so it is safe.
+    fn give_up_restored_leadership(id: u64, backend: &dyn LogBackend) -> Result<(), ServerError> {
+        if let Some(vote) = backend.read_vote()? {
+            if vote.committed && vote.leader_id.node_id == id {
+                tracing::info!(id, term = vote.leader_id.term, "led before stopping: restarting as a follower");
+                backend.save_vote(&openraft::Vote::new(vote.leader_id.term, id))?;
+            }
+        }
+        Ok(())
     }
 
     /// A member whose log is empty proposes the initial membership. Every member

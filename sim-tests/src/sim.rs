@@ -265,6 +265,13 @@ impl Ensemble {
         m.paused = false;
     }
 
+    /// The index of a running member that believes it leads, if any.
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.members.len()).find(|i| {
+            self.members[*i].running.lock().as_ref().is_some_and(|m| m.raft.metrics().borrow().state.is_leader())
+        })
+    }
+
     /// Whether the member's node runs (it may be paused): not crashed, not stopped by itself.
     pub fn is_running(&self, i: usize) -> bool {
         let m = &self.members[i];
@@ -501,7 +508,7 @@ impl Nemesis {
         self.heal_all(ensemble);
     }
 
-    fn note(&mut self, what: String) {
+    pub fn note(&mut self, what: String) {
         tracing::info!("nemesis: {what}");
         let at = madsim::time::Instant::now();
         self.log.push(format!("{at:?} {what}"));

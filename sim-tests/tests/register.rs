@@ -40,17 +40,34 @@ fn outcome_of_write(r: Result<corral_client::Stat, Error>) -> Outcome {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    OneAtATime,
+    Combined,
+    LeaderRestarts,
+}
+
 #[test]
 fn linearizable_registers_under_crashes_and_partitions() {
-    harness::run(|| registers(false));
+    harness::run(|| registers(Mode::OneAtATime));
 }
 
 #[test]
 fn linearizable_registers_under_combined_faults() {
-    harness::run(|| registers(true));
+    harness::run(|| registers(Mode::Combined));
 }
 
-async fn registers(combined: bool) -> String {
+/// The leader crashes and comes back quickly, again and again: a restarted member must not serve
+/// read indexes from the commit point it recovered from disk (see docs/testing.md, bugs found).
+#[test]
+fn linearizable_registers_across_leader_restarts() {
+    harness::run(|| registers(Mode::LeaderRestarts));
+}
+
+async fn registers(mode: Mode) -> String {
+    let combined = mode == Mode::Combined;
+    // Leader restarts cost elections all along: a shorter run keeps the seed budget.
+    let workload = if mode == Mode::LeaderRestarts { WORKLOAD / 2 } else { WORKLOAD };
     let mut ensemble = Ensemble::start(3);
     let endpoints = ensemble.endpoints();
     let handle = Handle::current();
@@ -88,7 +105,7 @@ async fn registers(combined: bool) -> String {
             let reader = c.linearizable();
             let mut n = 0;
             let mut last_version = [0; KEYS];
-            while start.elapsed() < WORKLOAD {
+            while start.elapsed() < workload {
                 let key = rand_below(KEYS as u64) as usize;
                 let path = format!("/r{key}");
                 let invoked = now_ns(start);
@@ -127,10 +144,20 @@ async fn registers(combined: bool) -> String {
 
     let mut nemesis = Nemesis::new(Faults::all());
     if combined {
-        nemesis.run(&mut ensemble, start + WORKLOAD).await;
+        nemesis.run(&mut ensemble, start + workload).await;
+    }
+    // Crash whoever leads, and restart it at once.
+    while mode == Mode::LeaderRestarts && start.elapsed() < workload {
+        madsim::time::sleep(Duration::from_millis(200 + rand_below(600))).await;
+        if let Some(leader) = ensemble.leader() {
+            nemesis.note(format!("crash leader {leader}"));
+            ensemble.crash(leader);
+            madsim::time::sleep(Duration::from_millis(rand_below(100))).await;
+            ensemble.restart(leader);
+        }
     }
     // The first nemesis: one fault at a time, so a quorum is usually there.
-    while !combined && start.elapsed() < WORKLOAD {
+    while mode == Mode::OneAtATime && start.elapsed() < workload {
         madsim::time::sleep(Duration::from_millis(500 + rand_below(1500))).await;
         let victim = rand_below(3) as usize;
         match rand_below(4) {
