@@ -200,7 +200,7 @@ struct Proposal {
 /// arrive meanwhile gather into the next entry.
 const ENTRIES_IN_FLIGHT: usize = 4;
 /// Payload bytes one entry gathers at most (it still takes at least one txn).
-const BATCH_BYTES: usize = 2 * 1024 * 1024;
+const BATCH_BYTES: usize = 1024 * 1024;
 
 /// The leader's group commit: takes every write queued since the last entry left (up to
 /// [`zxid::MAX_BATCH`] and [`BATCH_BYTES`]) into one entry, so one fsync and one round of
