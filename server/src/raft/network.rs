@@ -168,4 +168,12 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
         self.call(Rpc::Vote, &rpc, option.hard_ttl()).await
     }
+
+    /// openraft gives an AppendEntries one heartbeat interval and, when it times out, pauses
+    /// replication to that member before trying again. Its default pause, half a second, stalled
+    /// every write whenever one follower's fsync or a busy machine made a single call slow
+    /// (p99.9 of 1-2 s in bench/RESULTS.md); peers are a LAN away, so a short pause is enough.
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(20)))
+    }
 }
