@@ -43,7 +43,8 @@ pub struct Config {
     /// time in this range starts an election.
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
-    /// Take a snapshot of the tree after this many log entries since the last one.
+    /// Take a snapshot of the tree after at most this many log entries since the last one (each
+    /// member waits a fixed share between half and all of it; see `staggered_snapshot_every`).
     pub snapshot_every: u64,
     /// Log entries kept behind a snapshot, so briefly lagging members catch up
     /// from the log instead of a full snapshot.
@@ -168,13 +169,24 @@ impl Config {
     }
 
     /// openraft's configuration derived from ours.
+    /// How many entries this member lets pass between snapshots: between half of
+    /// `snapshot_every` and all of it, fixed per member id. As ZooKeeper randomizes its
+    /// snapCount, so that the members of an ensemble do not all write (and fsync) a snapshot at
+    /// the same moment, which stalled commits when they shared a disk. Derived from the id, not
+    /// drawn at random, so a member's behaviour is reproducible.
+    pub fn staggered_snapshot_every(&self) -> u64 {
+        let half = (self.snapshot_every / 2).max(1);
+        let spread = self.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) % half.max(1);
+        half + spread
+    }
+
     pub fn raft_config(&self) -> openraft::Config {
         openraft::Config {
             cluster_name: "corral".into(),
             heartbeat_interval: self.heartbeat_ms,
             election_timeout_min: self.election_timeout_min_ms,
             election_timeout_max: self.election_timeout_max_ms,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every),
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.staggered_snapshot_every()),
             max_in_snapshot_log_to_keep: self.keep_logs_behind_snapshot,
             // Entries per AppendEntries. Each entry already carries up to 1024 txns (1 MiB), and
             // openraft gives an AppendEntries only one heartbeat interval before it calls the
