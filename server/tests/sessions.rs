@@ -248,7 +248,9 @@ async fn watch_events_come_in_zxid_order_before_replies_that_reflect_them() {
     data.get_data(pb::GetDataRequest { header: header(s.session_id, 0), path: "/w".into(), watch: true })
         .await
         .unwrap();
-    // A watch needs the session's stream on the member that serves the read.
+    // A watch needs the session's stream on the member that serves the read. (Once member 2
+    // has applied /w: a read there with no zxid barrier could otherwise answer NoNode first.)
+    cluster.wait_applied(2, cluster.member(1).applied_zxid(), Duration::from_secs(5)).await;
     let elsewhere = DataClient::new(channel(&cluster.endpoint(2)).await)
         .get_data(pb::GetDataRequest { header: header(s.session_id, 0), path: "/w".into(), watch: true })
         .await
