@@ -141,6 +141,23 @@ struct Forwarding {
     reply: oneshot::Sender<Result<ForwardResponse, ForwardFailure>>,
 }
 
+/// `first` and whatever else is queued right now, up to [`zxid::MAX_BATCH`] items and
+/// [`BATCH_BYTES`] of payload (`len` measures one), in queue order.
+fn gather<T>(first: T, queue: &mut mpsc::UnboundedReceiver<T>, len: impl Fn(&T) -> usize) -> Vec<T> {
+    let mut bytes = len(&first);
+    let mut batch = vec![first];
+    while batch.len() < zxid::MAX_BATCH && bytes < BATCH_BYTES {
+        match queue.try_recv() {
+            Ok(item) => {
+                bytes += len(&item);
+                batch.push(item);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 /// Forward calls in flight at once from one member.
 const FORWARDS_IN_FLIGHT: usize = 8;
 
@@ -151,17 +168,7 @@ async fn forward_batches(peers: Arc<Peers>, mut queue: mpsc::UnboundedReceiver<F
     let slots = Arc::new(tokio::sync::Semaphore::new(FORWARDS_IN_FLIGHT));
     while let Some(first) = queue.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let mut bytes = first.req.op.payload_len();
-        let mut batch = vec![first];
-        while batch.len() < zxid::MAX_BATCH && bytes < BATCH_BYTES {
-            match queue.try_recv() {
-                Ok(f) => {
-                    bytes += f.req.op.payload_len();
-                    batch.push(f);
-                }
-                Err(_) => break,
-            }
-        }
+        let batch = gather(first, &mut queue, |f| f.req.op.payload_len());
         // Usually one leader; after a change of leader, each gets its own call, in order.
         let mut by_leader: BTreeMap<NodeId, Vec<Forwarding>> = BTreeMap::new();
         for f in batch {
@@ -211,17 +218,7 @@ async fn propose_batches(raft: Raft, mut queue: mpsc::UnboundedReceiver<Proposal
     while let Some(first) = queue.recv().await {
         // Wait for a free slot before gathering: whatever queues meanwhile joins this entry.
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let mut bytes = first.txn.op.payload_len();
-        let mut batch = vec![first];
-        while batch.len() < zxid::MAX_BATCH && bytes < BATCH_BYTES {
-            match queue.try_recv() {
-                Ok(p) => {
-                    bytes += p.txn.op.payload_len();
-                    batch.push(p);
-                }
-                Err(_) => break,
-            }
-        }
+        let batch = gather(first, &mut queue, |p| p.txn.op.payload_len());
         let raft = raft.clone();
         tokio::spawn(async move {
             let (txns, replies): (Vec<Txn>, Vec<_>) = batch.into_iter().map(|p| (p.txn, p.reply)).unzip();
