@@ -332,6 +332,10 @@ def test_data_watch_and_children_watch_recipes(clients, base):
     zk = clients()
     writer = clients()
     path = writer.create(f"{base}/dw", b"first")
+    # `zk` may be served by another member that has not applied the create yet (ZooKeeper
+    # promises no cross-session read-your-writes without a sync); ChildrenWatch stops for good
+    # on NoNode, so catch up first.
+    zk.sync(path)
     seen_data, seen_children = [], []
     lock = threading.Lock()
 
