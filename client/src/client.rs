@@ -40,8 +40,8 @@ use crate::error::Error;
 use crate::path;
 use crate::session::{self, End, SessionCore, SessionStates, StateHub};
 use crate::types::{
-    Acl, AddWatchMode, ClusterStatus, CreateOptions, Op, OpResult, SessionInfo, SessionState, Stat,
-    WatcherType,
+    Acl, AddWatchMode, ClusterStatus, CreateOptions, Membership, Op, OpResult, SessionInfo, SessionState,
+    Stat, WatcherType,
 };
 use crate::watch::{OneShot, PendingListener, PendingWatch, Watch, WatchStream};
 
@@ -875,6 +875,55 @@ impl Client {
             pb::StatusRequest {},
             |ch, r| async move { ClusterClient::new(ch).status(r).await },
             |r| Ok(ClusterStatus::from(r)),
+        )
+    }
+}
+
+impl Client {
+    /// Adds member `id` at `addr` (its gRPC address) to the ensemble, as a voter or, with
+    /// `voter` false, as an observer that replicates and serves clients but never votes. A new
+    /// voter catches up as an observer first. The member must have been started with `--join`.
+    /// Returns the membership once the change is committed; adding a member that is already
+    /// there at the same address changes nothing.
+    ///
+    /// Membership changes are for operators: `cluster_secret` is the ensemble's shared secret
+    /// (`NoAuth` without the right one, as ZooKeeper answers a reconfig from anyone but its super user). Other errors: `BadArguments` (an invalid id or
+    /// address, or `id` already in the ensemble elsewhere), `ReconfigInProgress`.
+    pub fn add_member(&self, cluster_secret: &str, id: u64, addr: &str, voter: bool) -> Reply<Membership> {
+        let req = pb::AddMemberRequest { id, addr: addr.to_string(), voter };
+        self.membership_change(cluster_secret, req, |ch, r| async move { ClusterClient::new(ch).add_member(r).await })
+    }
+
+    /// Removes member `id` (a voter or an observer). Once this returns, the member gets nothing
+    /// more from the leader and can be stopped. Errors: `NoNode` (not a member),
+    /// `NewConfigNoQuorum` (the last voter), `ReconfigInProgress`, `NoAuth` (see
+    /// [`Client::add_member`]).
+    pub fn remove_member(&self, cluster_secret: &str, id: u64) -> Reply<Membership> {
+        let req = pb::RemoveMemberRequest { id };
+        self.membership_change(cluster_secret, req, |ch, r| async move {
+            ClusterClient::new(ch).remove_member(r).await
+        })
+    }
+
+    fn membership_change<Req, F, Fut>(&self, cluster_secret: &str, req: Req, rpc: F) -> Reply<Membership>
+    where
+        Req: crate::connection::Outgoing + Clone + Send + 'static,
+        F: Fn(Channel, tonic::Request<Req>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<tonic::Response<pb::MembershipResponse>, tonic::Status>>
+            + Send
+            + 'static,
+    {
+        let Ok(secret) = tonic::metadata::MetadataValue::try_from(cluster_secret) else {
+            return Reply::ready(Err(Error::InvalidArgument("the cluster secret is not a valid header value".into())));
+        };
+        self.submit(
+            Kind::Write,
+            req,
+            move |ch, mut r| {
+                r.metadata_mut().insert(corral_proto::CLUSTER_SECRET_HEADER, secret.clone());
+                rpc(ch, r)
+            },
+            |r| Ok(Membership::from(r)),
         )
     }
 }

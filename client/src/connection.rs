@@ -126,6 +126,21 @@ impl Outgoing for pb::StatusRequest {
     fn set_min_zxid(&mut self, _: u64) {}
 }
 
+impl Outgoing for pb::AddMemberRequest {
+    fn set_min_zxid(&mut self, _: u64) {}
+}
+
+impl Outgoing for pb::RemoveMemberRequest {
+    fn set_min_zxid(&mut self, _: u64) {}
+}
+
+impl Incoming for pb::MembershipResponse {
+    // The config zxid names the membership entry; it is not a state this client read.
+    fn zxid(&self) -> Option<u64> {
+        None
+    }
+}
+
 impl Incoming for pb::StatusResponse {
     // Status reports commit/applied positions in the body, not a header; they
     // describe the member, not what this client has observed, so they don't

@@ -9,8 +9,8 @@ use corral_proto::v1 as pb;
 use corral_proto::ErrorCode;
 
 use crate::types::{
-    Acl, AddWatchMode, ClusterStatus, CreateMode, EventType, MemberStatus, Op, OpResult, Role, Stat,
-    WatchedEvent, WatcherType,
+    Acl, AddWatchMode, ClusterStatus, CreateMode, EventType, MemberStatus, Membership, Op, OpResult, Role,
+    Stat, WatchedEvent, WatcherType,
 };
 
 impl From<pb::Stat> for Stat {
@@ -185,6 +185,14 @@ pub(crate) fn op_result(kind: OpKind, r: pb::OpResult) -> OpResult {
 impl From<pb::MemberStatus> for MemberStatus {
     fn from(m: pb::MemberStatus) -> MemberStatus {
         MemberStatus { id: m.id, addr: m.addr, role: Role::parse(&m.role), voter: m.voter }
+    }
+}
+
+impl From<pb::MembershipResponse> for Membership {
+    fn from(r: pb::MembershipResponse) -> Membership {
+        let (voters, observers): (Vec<_>, Vec<_>) = r.members.into_iter().partition(|m| m.voter);
+        let pairs = |ms: Vec<pb::MemberStatus>| ms.into_iter().map(|m| (m.id, m.addr)).collect();
+        Membership { config_zxid: r.config_zxid, voters: pairs(voters), observers: pairs(observers) }
     }
 }
 

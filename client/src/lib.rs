@@ -88,7 +88,7 @@ pub use dispatch::Reply;
 pub use error::Error;
 pub use session::SessionStates;
 pub use types::{
-    Acl, AddWatchMode, ClusterStatus, CreateMode, CreateOptions, EventType, MemberStatus, Op,
+    Acl, AddWatchMode, ClusterStatus, CreateMode, CreateOptions, EventType, MemberStatus, Membership, Op,
     OpResult, Role, SessionInfo, SessionState, Stat, WatchedEvent, WatcherType,
 };
 pub use watch::{Watch, WatchStream};

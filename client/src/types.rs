@@ -324,6 +324,18 @@ pub struct MemberStatus {
     pub voter: bool,
 }
 
+/// The ensemble's membership once a change is committed (`Client::add_member`,
+/// `Client::remove_member`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// The first zxid of the log entry holding this configuration (ZooKeeper's config version).
+    pub config_zxid: u64,
+    /// Voting members as (id, gRPC address), by id.
+    pub voters: Vec<(u64, String)>,
+    /// Observers (non-voting replicas) as (id, gRPC address), by id.
+    pub observers: Vec<(u64, String)>,
+}
+
 /// The answer to `Client::status`: one member's view of the ensemble.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterStatus {

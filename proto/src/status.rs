@@ -21,7 +21,9 @@ pub fn grpc_code(code: ErrorCode) -> tonic::Code {
         | ErrorCode::NoChildrenForEphemerals
         | ErrorCode::SessionExpired
         | ErrorCode::SessionMoved
-        | ErrorCode::UnknownSession => Code::FailedPrecondition,
+        | ErrorCode::UnknownSession
+        | ErrorCode::ReconfigInProgress
+        | ErrorCode::NewConfigNoQuorum => Code::FailedPrecondition,
         ErrorCode::BadArguments | ErrorCode::MarshallingError => Code::InvalidArgument,
         ErrorCode::Unimplemented => Code::Unimplemented,
         ErrorCode::OperationTimeout | ErrorCode::RequestTimeout => Code::DeadlineExceeded,

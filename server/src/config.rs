@@ -30,6 +30,9 @@ pub struct Config {
     /// The initial voting members, the same list on every member. A member whose
     /// log is empty initializes the ensemble with it; later starts ignore it.
     pub members: Vec<MemberAddr>,
+    /// This member joins a running ensemble: it never initializes one, and waits until the
+    /// leader adds it (`corral member add`). `members` is then ignored and may be empty.
+    pub join: bool,
     /// Shared secret that member-to-member calls must present.
     pub cluster_secret: String,
     /// ZooKeeper's tickTime, in ms: session timeouts are negotiated within [2, 20] ticks.
@@ -78,6 +81,7 @@ impl Default for Config {
             grpc_addr: "127.0.0.1:7001".into(),
             zk_addr: String::new(),
             members: Vec::new(),
+            join: false,
             cluster_secret: "corral-dev-secret".into(),
             tick_ms: 2000,
             max_data_len: 1024 * 1024,
@@ -132,11 +136,13 @@ impl Config {
         if self.id == 0 {
             return bad("id must be ≥ 1".into());
         }
-        if self.members.is_empty() {
-            return bad("members must list the initial ensemble (including this member)".into());
-        }
-        if !self.members.iter().any(|m| m.id == self.id) {
-            return bad(format!("members does not include this member's id {}", self.id));
+        if !self.join {
+            if self.members.is_empty() {
+                return bad("members must list the initial ensemble (including this member)".into());
+            }
+            if !self.members.iter().any(|m| m.id == self.id) {
+                return bad(format!("members does not include this member's id {}", self.id));
+            }
         }
         let mut ids: Vec<u64> = self.members.iter().map(|m| m.id).collect();
         ids.sort_unstable();
@@ -227,6 +233,10 @@ mod tests {
         let mut c = three();
         c.election_timeout_min_ms = c.heartbeat_ms;
         assert!(c.validate().is_err(), "election timeout below heartbeat");
+        // A joining member is not in the initial list, and needs none.
+        let joining = Config { id: 4, join: true, ..three() };
+        joining.validate().unwrap();
+        Config { members: Vec::new(), ..joining }.validate().unwrap();
         assert!(Config::parse_members("1:127.0.0.1").is_err());
         assert!(Config::parse_members("x=127.0.0.1:1").is_err());
     }

@@ -49,6 +49,10 @@ struct ServeArgs {
     /// Initial ensemble as ID=HOST:PORT,... (the same on every member).
     #[arg(long)]
     members: Option<String>,
+    /// Join a running ensemble instead of forming one: wait until its leader adds this member
+    /// (`corral member add ID HOST:PORT`).
+    #[arg(long)]
+    join: bool,
     /// Shared secret for member-to-member calls.
     #[arg(long, env = "CORRAL_CLUSTER_SECRET", hide_env_values = true)]
     cluster_secret: Option<String>,
@@ -90,6 +94,9 @@ impl ServeArgs {
         if let Some(v) = self.members {
             c.members = Config::parse_members(&v)?;
         }
+        if self.join {
+            c.join = true;
+        }
         if let Some(v) = self.cluster_secret {
             c.cluster_secret = v;
         }
@@ -108,7 +115,7 @@ impl ServeArgs {
         if let Some(v) = self.container_check_ms {
             c.container_check_ms = v;
         }
-        if c.members.is_empty() {
+        if c.members.is_empty() && !c.join {
             // A lone member with no list forms a one-member ensemble.
             c.members = vec![corral_server::config::MemberAddr { id: c.id, addr: c.grpc_addr.clone() }];
         }

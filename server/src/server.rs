@@ -170,7 +170,11 @@ impl Server {
 
     /// A member whose log is empty proposes the initial membership. Every member
     /// of a new ensemble does this with the same list, which openraft allows.
+    /// A joining member waits to be added instead (see `Config::join`).
     async fn initialize_if_new(raft: &Raft, config: &Config) -> Result<(), ServerError> {
+        if config.join {
+            return Ok(());
+        }
         let initialized =
             raft.is_initialized().await.map_err(|e| ServerError::Raft(e.to_string()))?;
         if initialized {

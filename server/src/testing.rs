@@ -67,6 +67,29 @@ impl TestCluster {
         TestCluster { dir, configs, servers }
     }
 
+    /// Starts one more member (id `size() + 1`) with `join` set: it serves nothing of its own
+    /// and waits until the ensemble adds it (`Member::change_membership`). Returns its id.
+    pub async fn start_joining_member(&mut self) -> u64 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let id = self.size() as u64 + 1;
+        let mut config = Config {
+            id,
+            data_dir: self.dir.path().join(format!("member-{id}")),
+            grpc_addr: listener.local_addr().expect("addr").to_string(),
+            zk_addr: "127.0.0.1:0".into(),
+            members: Vec::new(),
+            join: true,
+            ..self.configs[0].clone()
+        };
+        let server = Server::start(config.clone(), listener).await.expect("member starts");
+        if let Some(zk) = server.zk_addr() {
+            config.zk_addr = zk.to_string();
+        }
+        self.configs.push(config);
+        self.servers.push(Some(server));
+        id
+    }
+
     pub fn size(&self) -> usize {
         self.configs.len()
     }
@@ -116,9 +139,14 @@ impl TestCluster {
 
     /// Waits until every live member agrees on one live leader, and returns its id.
     pub async fn wait_leader(&self, timeout: Duration) -> u64 {
+        self.wait_leader_among(&self.live_ids(), timeout).await
+    }
+
+    /// Waits until the members `ids` (all up) agree on a leader among them, and returns it.
+    pub async fn wait_leader_among(&self, ids: &[u64], timeout: Duration) -> u64 {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let live = self.live_ids();
+            let live = ids.to_vec();
             let leaders: Vec<Option<u64>> = live
                 .iter()
                 .map(|id| self.member(*id).raft.metrics().borrow().current_leader)

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tonic::transport::Channel;
 
+use super::membership::{MembershipChange, MembershipResponse, MEMBERSHIP_WAIT};
 use super::ops::ConnectionLimits;
 use super::sessions::SessionTracker;
 use crate::raft::network::{authed, decode, encode, peer_channel};
@@ -90,24 +91,28 @@ pub struct Member {
 struct Peers {
     raft: Raft,
     secret: String,
-    clients: Mutex<BTreeMap<NodeId, RaftPeerClient<Channel>>>,
+    /// By member id, with the address it was made for: a member removed and added again may
+    /// come back at another address.
+    clients: Mutex<BTreeMap<NodeId, (String, RaftPeerClient<Channel>)>>,
 }
 
 impl Peers {
     async fn client(&self, id: NodeId) -> Result<RaftPeerClient<Channel>, MemberError> {
-        if let Some(c) = self.clients.lock().get(&id) {
-            return Ok(c.clone());
-        }
         let addr = {
             let metrics = self.raft.metrics();
             let m = metrics.borrow();
             m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
         };
         let addr = addr.ok_or_else(|| MemberError::Unavailable(format!("member {id} unknown")))?;
+        if let Some((made_for, c)) = self.clients.lock().get(&id) {
+            if *made_for == addr {
+                return Ok(c.clone());
+            }
+        }
         let channel = peer_channel(&addr)
             .map_err(|e| MemberError::Unavailable(format!("member {id} at {addr}: {e}")))?;
         let client = RaftPeerClient::new(channel);
-        self.clients.lock().insert(id, client.clone());
+        self.clients.lock().insert(id, (addr, client.clone()));
         Ok(client)
     }
 
@@ -117,14 +122,7 @@ impl Peers {
         let body = encode(&reqs).map_err(|s| ForwardFailure::NotSent(s.to_string()))?;
         let mut request = authed(&self.secret, body);
         request.set_timeout(LEADER_WAIT);
-        let reply = client.forward(request).await.map_err(|s| {
-            let what = format!("forward to {leader}: {s}");
-            if never_sent(&s) {
-                ForwardFailure::NotSent(what)
-            } else {
-                ForwardFailure::Lost(what)
-            }
-        })?;
+        let reply = client.forward(request).await.map_err(|s| ForwardFailure::of(&s, format!("forward to {leader}")))?;
         let answers: Vec<ForwardResponse> =
             decode(&reply.into_inner()).map_err(|s| ForwardFailure::Lost(s.to_string()))?;
         if answers.len() != reqs.len() {
@@ -365,6 +363,23 @@ impl Member {
         answer.await.map_err(|_| lost())?
     }
 
+    /// Sends a membership change to the leader, which makes it (see [`super::membership`]).
+    pub(super) async fn forward_membership_change(
+        &self,
+        leader: NodeId,
+        change: &MembershipChange,
+    ) -> Result<MembershipResponse, ForwardFailure> {
+        let mut client = self.peer(leader).await.map_err(|e| ForwardFailure::NotSent(e.to_string()))?;
+        let body = encode(change).map_err(|s| ForwardFailure::NotSent(s.to_string()))?;
+        let mut request = authed(&self.secret, body);
+        request.set_timeout(MEMBERSHIP_WAIT + LEADER_WAIT);
+        let reply = client
+            .change_membership(request)
+            .await
+            .map_err(|s| ForwardFailure::of(&s, format!("membership change through {leader}")))?;
+        decode(&reply.into_inner()).map_err(|s| ForwardFailure::Lost(s.to_string()))
+    }
+
     /// Tells the leader which sessions this member heard from.
     pub async fn send_touches(&self, leader: NodeId, ids: &[i64]) -> Result<(), MemberError> {
         let mut client = self.peer(leader).await?;
@@ -453,6 +468,18 @@ pub enum ForwardFailure {
     NotSent(String),
     /// The request may have reached the leader.
     Lost(String),
+}
+
+impl ForwardFailure {
+    /// A failed call to the leader, `what` it was.
+    fn of(status: &tonic::Status, what: String) -> ForwardFailure {
+        let what = format!("{what}: {status}");
+        if never_sent(status) {
+            ForwardFailure::NotSent(what)
+        } else {
+            ForwardFailure::Lost(what)
+        }
+    }
 }
 
 /// Whether a failed call provably never reached the peer: the connection itself

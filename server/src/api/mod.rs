@@ -6,6 +6,7 @@
 //!   under the tree lock with watch registration), shared by gRPC and the ZooKeeper protocol.
 //! - [`sessions`]: the leader's session tracker and sweeps.
 //! - [`data`], [`session`], [`cluster`]: the native client API, one service per file.
+//! - [`membership`]: adding and removing voters and observers through joint consensus.
 //! - [`peer`]: the internal member-to-member service.
 //! - [`convert`]: protobuf ↔ tree conversions and the one failure → status mapping.
 
@@ -13,6 +14,7 @@ pub mod cluster;
 pub mod convert;
 pub mod data;
 pub mod member;
+pub mod membership;
 pub mod ops;
 pub mod peer;
 pub mod session;

@@ -1,4 +1,5 @@
-//! The internal `RaftPeer` service: Raft RPCs, forwarded writes and read indexes.
+//! The internal `RaftPeer` service: Raft RPCs, forwarded writes, read indexes and membership
+//! changes.
 //! Only members holding the cluster secret may call it.
 
 use std::sync::Arc;
@@ -8,8 +9,9 @@ use corral_proto::raft::RaftBytes;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use tonic::{Request, Response, Status};
 
+use super::membership::{MembershipChange, MembershipResponse};
 use super::member::{ForwardRequest, ForwardResponse, Member, MemberError, ProposeError, ReadIndexResponse};
-use crate::raft::network::{decode, encode};
+use crate::raft::network::{carries_secret, decode, encode};
 use crate::raft::{NodeId, TypeConfig};
 
 pub struct PeerService {
@@ -22,12 +24,7 @@ impl PeerService {
     }
 
     fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
-        let given = req
-            .metadata()
-            .get(corral_proto::CLUSTER_SECRET_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if given != self.member.secret() {
+        if !carries_secret(req, self.member.secret()) {
             return Err(Status::unauthenticated("wrong cluster secret"));
         }
         Ok(())
@@ -92,6 +89,16 @@ impl RaftPeer for PeerService {
         let reply: ReadIndexResponse = match self.member.raft.get_read_log_id().await {
             Ok((read, _)) => Ok(read.map_or(0, |l| crate::raft::types::zxid::of(l.index, 0))),
             Err(e) => Err(MemberError::Unavailable(e.to_string())),
+        };
+        Ok(Response::new(encode(&reply)?))
+    }
+
+    async fn change_membership(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
+        self.authorize(&req)?;
+        let change: MembershipChange = decode(req.get_ref())?;
+        let reply: MembershipResponse = match change.validate() {
+            Ok(()) => self.member.change_membership_as_leader(change).await,
+            Err(e) => Err(e),
         };
         Ok(Response::new(encode(&reply)?))
     }

@@ -52,6 +52,11 @@ pub fn authed<T>(secret: &str, msg: T) -> tonic::Request<T> {
     req
 }
 
+/// Whether an incoming request carries the cluster secret.
+pub fn carries_secret<T>(req: &tonic::Request<T>, secret: &str) -> bool {
+    req.metadata().get(corral_proto::CLUSTER_SECRET_HEADER).and_then(|v| v.to_str().ok()) == Some(secret)
+}
+
 /// Creates one [`PeerNetwork`] per replication target.
 #[derive(Clone)]
 pub struct NetworkFactory {
