@@ -53,7 +53,10 @@ impl Run {
 /// leak into the test).
 fn command(endpoints: Option<&str>) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.env_remove("CORRAL_ENDPOINTS").env_remove("CORRAL_TIMEOUT").env_remove("RUST_LOG");
+    cmd.env_remove("CORRAL_ENDPOINTS")
+        .env_remove("CORRAL_TIMEOUT")
+        .env_remove("CORRAL_CLUSTER_SECRET")
+        .env_remove("RUST_LOG");
     if let Some(endpoints) = endpoints {
         cmd.arg("--endpoints").arg(endpoints);
     }
@@ -517,5 +520,39 @@ async fn status_shows_the_members_and_the_leader() {
         let role = if id == e.leader { "leader" } else { "follower" };
         assert_eq!(row, &[id.to_string().as_str(), e.cluster.endpoint(id).as_str(), role, "yes"], "{out}");
     }
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_add_list_and_remove() {
+    let mut e = Ensemble::start().await;
+    e.run(&["create", "/before", "x"]).await.ok();
+    let four = e.cluster.start_joining_member().await;
+    let four_addr = e.cluster.endpoint(four);
+    // The dev ensemble's secret is the default.
+    let out = e.run(&["member", "add", "--observer", "4", &four_addr]).await.ok();
+    let rows: Vec<Vec<&str>> = out.lines().skip(2).map(|l| l.split_whitespace().collect()).collect();
+    assert!(out.starts_with("Config zxid  0x"), "{out}");
+    assert_eq!(rows[0], ["ID", "ADDRESS", "ROLE"], "{out}");
+    assert_eq!(rows.last().unwrap(), &["4", four_addr.as_str(), "observer"], "{out}");
+    assert_eq!(rows.len(), 5, "{out}");
+
+    // The observer serves what was written before it joined.
+    let mut cmd = command(Some(&four_addr));
+    cmd.args(["get", "/before"]);
+    assert_eq!(run_command(cmd).await.ok(), "x");
+
+    let out = e.run(&["member", "list"]).await.ok();
+    assert!(out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["4", &four_addr, "learner", "no"]), "{out}");
+
+    // A wrong secret changes nothing.
+    let mut cmd = command(Some(&e.endpoints));
+    cmd.env("CORRAL_CLUSTER_SECRET", "wrong").args(["member", "remove", "4"]);
+    run_command(cmd).await.fails_with("NoAuth");
+    e.run(&["member", "remove", "9"]).await.fails_with("NoNode");
+
+    let out = e.run(&["member", "remove", "4"]).await.ok();
+    assert!(!out.contains(&four_addr), "{out}");
+    assert_eq!(out.lines().count(), 6, "{out}");
     e.stop().await;
 }

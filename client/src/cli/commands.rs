@@ -12,8 +12,8 @@ use futures::StreamExt;
 
 use super::format;
 use super::{
-    arg_bytes, emit, stdout_is_terminal, CliError, CreateArgs, DeleteArgs, GetArgs, LsArgs, SetArgs, StatArgs,
-    WatchArgs,
+    arg_bytes, emit, stdout_is_terminal, CliError, CreateArgs, DeleteArgs, GetArgs, LsArgs, MemberArgs, MemberOp,
+    SetArgs, StatArgs, WatchArgs,
 };
 
 /// The session timeout `create -e` and `watch` ask for when not told
@@ -291,4 +291,17 @@ async fn list_subtree(client: &Client, root: &str) -> Result<HashMap<String, Vec
 pub async fn status(client: &Client) -> Result<(), CliError> {
     let status = client.status().await?;
     emit(format::status_table(&status).as_bytes())
+}
+
+pub async fn member(client: &Client, args: MemberArgs) -> Result<(), CliError> {
+    let secret = &args.cluster_secret;
+    let membership = match args.op {
+        MemberOp::Add { observer, id, addr } => client.add_member(secret, id, &addr, !observer).await?,
+        MemberOp::Remove { id } => client.remove_member(secret, id).await?,
+        MemberOp::List => {
+            let status = client.status().await?;
+            return emit(format::members_table(&status).as_bytes());
+        }
+    };
+    emit(format::membership_table(&membership).as_bytes())
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use corral_client::{ClusterStatus, Stat};
+use corral_client::{ClusterStatus, Membership, Stat};
 
 /// `500ms`, `5s`, `1.5s`, `2m`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -117,7 +117,12 @@ pub fn status_table(s: &ClusterStatus) -> String {
     }
     out.push('\n');
 
-    let header = ["ID", "ADDRESS", "ROLE", "VOTER"];
+    out.push_str(&members_table(s));
+    out
+}
+
+/// The members as `s` lists them, by id: address, role and whether each votes.
+pub fn members_table(s: &ClusterStatus) -> String {
     let mut members = s.members.clone();
     members.sort_by_key(|m| m.id);
     let rows: Vec<[String; 4]> = members
@@ -127,27 +132,39 @@ pub fn status_table(s: &ClusterStatus) -> String {
             [m.id.to_string(), m.addr.clone(), m.role.to_string(), voter.to_string()]
         })
         .collect();
+    table(["ID", "ADDRESS", "ROLE", "VOTER"], &rows)
+}
+
+/// The membership after `corral member add|remove`: its config zxid, then one row per member.
+pub fn membership_table(m: &Membership) -> String {
+    let voters = m.voters.iter().map(|(id, addr)| [id.to_string(), addr.clone(), "voter".to_string()]);
+    let observers = m.observers.iter().map(|(id, addr)| [id.to_string(), addr.clone(), "observer".to_string()]);
+    let rows: Vec<[String; 3]> = voters.chain(observers).collect();
+    format!("Config zxid  0x{:x}\n\n{}", m.config_zxid, table(["ID", "ADDRESS", "ROLE"], &rows))
+}
+
+/// Left-aligned columns two spaces apart, the last one unpadded.
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
     let mut widths = header.map(str::len);
-    for row in &rows {
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
         }
     }
-    let mut line = |cells: [&str; 4]| {
-        let mut l = String::new();
+    let mut out = String::new();
+    let mut line = |cells: [&str; N]| {
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == cells.len() {
-                l.push_str(cell);
+            if i + 1 == N {
+                out.push_str(cell);
             } else {
-                let _ = write!(l, "{cell:<w$}  ");
+                let _ = write!(out, "{cell:<w$}  ");
             }
         }
-        out.push_str(&l);
         out.push('\n');
     };
     line(header);
-    for row in &rows {
-        line([&row[0], &row[1], &row[2], &row[3]]);
+    for row in rows {
+        line(row.each_ref().map(String::as_str));
     }
     out
 }
@@ -241,6 +258,23 @@ mod tests {
             znode_count: 12,
             session_count: 1,
         }
+    }
+
+    #[test]
+    fn membership_table() {
+        let m = Membership {
+            config_zxid: 0x2c00,
+            voters: vec![(1, "127.0.0.1:7001".into()), (4, "10.0.0.4:7001".into())],
+            observers: vec![(12, "127.0.0.1:7012".into())],
+        };
+        assert_eq!(
+            super::membership_table(&m),
+            "Config zxid  0x2c00\n\n\
+             ID  ADDRESS         ROLE\n\
+             1   127.0.0.1:7001  voter\n\
+             4   10.0.0.4:7001   voter\n\
+             12  127.0.0.1:7012  observer\n"
+        );
     }
 
     #[test]

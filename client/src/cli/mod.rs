@@ -113,6 +113,9 @@ pub enum Command {
     /// Show the ensemble as the answering member sees it: members, roles,
     /// leader, term, commit/applied zxid, znode and session counts.
     Status,
+    /// Add members to the ensemble or remove them (operators: needs the cluster secret).
+    #[command(long_about = MEMBER_LONG_ABOUT)]
+    Member(MemberArgs),
     /// Run a command while holding a distributed lock (like `etcdctl lock`).
     #[command(long_about = LOCK_LONG_ABOUT)]
     Lock(LockArgs),
@@ -122,6 +125,51 @@ pub enum Command {
     /// Put items into a distributed queue, or take them out.
     #[command(long_about = QUEUE_LONG_ABOUT)]
     Queue(QueueArgs),
+}
+
+const MEMBER_LONG_ABOUT: &str = "\
+Add members to the ensemble or remove them, while it serves.
+
+Every change goes through joint consensus on the leader and returns once it is
+committed, printing the membership then in force. `add` takes the new member's
+id and gRPC address; start that member first with `corral-server serve --join`
+(it waits to be added). A new voter catches up as an observer before it is
+promoted, so `add` returns when it holds the data. With --observer the member
+replicates and serves clients but never votes (ZooKeeper's observer). `remove`
+works on voters (the leader included: another takes over) and observers; once
+it returns, the removed member can be stopped. `list` prints the members as the
+answering member sees them.
+
+Changes need the ensemble's cluster secret (--cluster-secret or
+CORRAL_CLUSTER_SECRET; the dev ensemble's is the default); a wrong one fails
+with NoAuth.";
+
+#[derive(Debug, Args)]
+pub struct MemberArgs {
+    /// The ensemble's shared secret (`cluster_secret` in the members' config).
+    #[arg(long, env = "CORRAL_CLUSTER_SECRET", hide_env_values = true, default_value = "corral-dev-secret")]
+    pub cluster_secret: String,
+
+    #[command(subcommand)]
+    pub op: MemberOp,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberOp {
+    /// Add a member (a voter unless --observer), started with `corral-server serve --join`.
+    Add {
+        /// Add it as an observer: it replicates and serves clients, and never votes.
+        #[arg(long)]
+        observer: bool,
+        /// The new member's id (≥ 1, not in the ensemble).
+        id: u64,
+        /// The new member's gRPC address, HOST:PORT, as the other members reach it.
+        addr: String,
+    },
+    /// Remove a voter or an observer.
+    Remove { id: u64 },
+    /// List the members, their addresses and roles.
+    List,
 }
 
 const LOCK_LONG_ABOUT: &str = "\
@@ -458,6 +506,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Stat(args) => commands::stat(&reader, args).await,
         Command::Watch(args) => commands::watch(&client, args).await,
         Command::Status => commands::status(&client).await,
+        Command::Member(args) => commands::member(&client, args).await,
         Command::Lock(args) => recipes::lock(&client, args).await,
         Command::Elect(args) => recipes::elect(&client, args).await,
         Command::Queue(args) => recipes::queue(&reader, args).await,
@@ -567,6 +616,26 @@ mod tests {
         let cli = parse(&["elect", "sched", "host-a"]).unwrap();
         let Command::Elect(e) = cli.command else { panic!("elect") };
         assert_eq!(e.value, Some(OsString::from("host-a")));
+    }
+
+    #[test]
+    fn member_commands_parse() {
+        let cli = parse(&["member", "add", "--observer", "5", "10.0.0.5:7001"]).unwrap();
+        let Command::Member(MemberArgs { op: MemberOp::Add { observer, id, addr }, cluster_secret }) = cli.command
+        else {
+            panic!("add")
+        };
+        assert!(observer);
+        assert_eq!((id, addr.as_str()), (5, "10.0.0.5:7001"));
+        assert_eq!(cluster_secret, "corral-dev-secret");
+        let cli = parse(&["member", "--cluster-secret", "s3", "remove", "2"]).unwrap();
+        let Command::Member(MemberArgs { op: MemberOp::Remove { id: 2 }, cluster_secret }) = cli.command else {
+            panic!("remove")
+        };
+        assert_eq!(cluster_secret, "s3");
+        assert!(parse(&["member", "list"]).is_ok());
+        assert!(parse(&["member", "add", "x", "h:1"]).is_err());
+        assert!(parse(&["member", "add", "4"]).is_err());
     }
 
     #[test]
