@@ -164,8 +164,8 @@ async fn killing_the_leader_elects_a_new_one_and_loses_no_acknowledged_write() {
     let leader = cluster.wait_leader(LEADER_WAIT).await;
     let target = cluster.member(leader).applied_zxid();
     cluster.wait_applied(old_leader, target, Duration::from_secs(10)).await;
-    let a = cluster.member(leader).state.read().tree.get_all_children_number("/w").unwrap();
-    let b = cluster.member(old_leader).state.read().tree.get_all_children_number("/w").unwrap();
+    let a = cluster.member(leader).state.read().tree.get_all_children_number("/w", &[]).unwrap();
+    let b = cluster.member(old_leader).state.read().tree.get_all_children_number("/w", &[]).unwrap();
     assert_eq!(a, b);
     cluster.shutdown().await;
 }
@@ -267,7 +267,7 @@ async fn a_member_that_missed_many_entries_catches_up_by_snapshot() {
     );
     {
         let st = cluster.member(lagging).state.read();
-        assert_eq!(st.tree.get_all_children_number("/snap").unwrap(), 400);
+        assert_eq!(st.tree.get_all_children_number("/snap", &[]).unwrap(), 400);
         let (data, stat) = st.tree.get_data("/snap", &[]).unwrap();
         assert_eq!(data, b"tick");
         assert_eq!(stat.version, 300);

@@ -168,7 +168,8 @@ impl Data for DataService {
     ) -> Result<Response<pb::GetAllChildrenNumberResponse>, Status> {
         let r = req.get_ref();
         let (number, header) =
-            self.read(&req, r.header.as_ref(), &r.path, |tree, _, _| tree.get_all_children_number(&r.path)).await?;
+            self.read(&req, r.header.as_ref(), &r.path, |tree, _, caller| tree.get_all_children_number(&r.path, &caller.auth))
+                .await?;
         Ok(Response::new(pb::GetAllChildrenNumberResponse { header, number }))
     }
 
@@ -188,7 +189,7 @@ impl Data for DataService {
     async fn get_acl(&self, req: Request<pb::GetAclRequest>) -> Result<Response<pb::GetAclResponse>, Status> {
         let r = req.get_ref();
         let ((acl, stat), header) =
-            self.read(&req, r.header.as_ref(), &r.path, |tree, _, _| tree.get_acl(&r.path)).await?;
+            self.read(&req, r.header.as_ref(), &r.path, |tree, _, caller| tree.read_acl(&r.path, &caller.auth)).await?;
         Ok(Response::new(pb::GetAclResponse {
             header,
             acl: acl.iter().map(convert::acl_to_pb).collect(),

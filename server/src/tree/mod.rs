@@ -173,13 +173,10 @@ impl DataTree {
         Ok((self.child_names(path), node.stat()))
     }
 
-    /// The number of all descendants of a node (ZooKeeper's getAllChildrenNumber).
-    /// ZooKeeper checks READ at the request layer; this does not.
-    pub fn get_all_children_number(&self, path: &str) -> Result<i32, ErrorCode> {
-        validate_path(path)?;
-        if self.node(path).is_none() {
-            return Err(ErrorCode::NoNode);
-        }
+    /// The number of all descendants of a node (ZooKeeper's getAllChildrenNumber), for a caller
+    /// with READ on the node. NoNode, NoAuth, BadArguments.
+    pub fn get_all_children_number(&self, path: &str, auth: &[Id]) -> Result<i32, ErrorCode> {
+        self.readable(path, auth)?;
         if path == "/" {
             return Ok(clamp_i32(self.nodes.len().saturating_sub(1)));
         }
@@ -216,6 +213,21 @@ impl DataTree {
         validate_path(path)?;
         let node = self.node(path).ok_or(ErrorCode::NoNode)?;
         Ok((node.acl.to_vec(), node.stat()))
+    }
+
+    /// A node's ACL as a client may see it, and its stat (ZooKeeper's getACL, as its
+    /// FinalRequestProcessor answers it): READ or ADMIN on the node is needed (NoAuth), and
+    /// without ADMIN the digest entries' hashes are masked to `user:x` (CVE-2019-0201).
+    pub fn read_acl(&self, path: &str, auth: &[Id]) -> Result<(Vec<Acl>, Stat), ErrorCode> {
+        let (mut acl, stat) = self.get_acl(path)?;
+        acl::check_acl(&acl, perms::READ | perms::ADMIN, auth)?;
+        if acl::check_acl(&acl, perms::ADMIN, auth).is_err() {
+            for a in acl.iter_mut().filter(|a| a.id.scheme == "digest") {
+                let user = a.id.id.split(':').next().unwrap_or_default();
+                a.id.id = format!("{user}:x");
+            }
+        }
+        Ok((acl, stat))
     }
 
     /// Independent reads; each fails on its own, as ZooKeeper's multiRead.

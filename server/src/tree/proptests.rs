@@ -212,7 +212,7 @@ fn check_invariants(tree: &DataTree) {
         assert_eq!(stat.num_children as usize, children.len(), "numChildren of {p}");
         assert_eq!(stat.data_length as usize, tree.get_data(&p, &[]).unwrap().0.len());
     }
-    assert_eq!(tree.get_all_children_number("/").unwrap() as usize, tree.node_count() - 1);
+    assert_eq!(tree.get_all_children_number("/", &[]).unwrap() as usize, tree.node_count() - 1);
     let restored = DataTree::from_snapshot(&tree.to_snapshot()).expect("snapshot restores");
     assert_eq!(&restored, tree);
     assert_eq!(restored.digest(), tree.digest());

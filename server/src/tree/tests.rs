@@ -178,7 +178,7 @@ fn every_operation_rejects_invalid_paths_with_bad_arguments() {
         assert_eq!(h.tree.exists(bad), Err(BadArguments));
         assert_eq!(h.tree.get_children(bad, &[]), Err(BadArguments));
         assert_eq!(h.tree.get_acl(bad), Err(BadArguments));
-        assert_eq!(h.tree.get_all_children_number(bad), Err(BadArguments));
+        assert_eq!(h.tree.get_all_children_number(bad, &[]), Err(BadArguments));
     }
 }
 
@@ -191,8 +191,8 @@ fn new_tree_has_zookeeper_system_nodes_like_standalone_zookeeper() {
     assert_eq!(t.last_zxid(), 0);
     assert_eq!(t.get_children("/", &[]).unwrap().0, vec!["zookeeper"]);
     assert_eq!(t.get_children("/zookeeper", &[]).unwrap().0, vec!["config", "quota"]);
-    assert_eq!(t.get_all_children_number("/").unwrap(), 3);
-    assert_eq!(t.get_all_children_number("/zookeeper").unwrap(), 2);
+    assert_eq!(t.get_all_children_number("/", &[]).unwrap(), 3);
+    assert_eq!(t.get_all_children_number("/zookeeper", &[]).unwrap(), 2);
     let root = t.exists("/").unwrap().unwrap();
     // ZooKeeper's DataNode.copyStat reports cversion as 2 * creates - numChildren, which makes
     // a fresh standalone server's root -1 and /zookeeper -2 (no creates, 1 and 2 children).
@@ -364,6 +364,25 @@ fn create_dedups_acl_and_expands_auth_scheme_to_callers_digest_ids() {
         h.tree.get_acl("/mine").unwrap().0,
         vec![Acl { perms: perms::ALL, id: alice }, acl(perms::READ, "world", "anyone")]
     );
+}
+
+#[test]
+fn reading_an_acl_needs_read_or_admin_and_only_admin_sees_digests() {
+    let mut h = Harness::new();
+    let alice = digest_user("alice:secret");
+    let bob = digest_user("bob:pw");
+    let list = vec![acl(perms::ADMIN, "digest", &digest_id("alice:secret")), acl(perms::READ, "digest", &digest_id("bob:pw"))];
+    h.result(create_full("/guarded", b"", list.clone(), CreateMode::Persistent, 0)).unwrap();
+    // ADMIN: everything, unmasked.
+    assert_eq!(h.tree.read_acl("/guarded", std::slice::from_ref(&alice)).unwrap().0, list);
+    // READ without ADMIN: the hashes are masked.
+    let masked = h.tree.read_acl("/guarded", std::slice::from_ref(&bob)).unwrap().0;
+    assert_eq!(masked, vec![acl(perms::ADMIN, "digest", "alice:x"), acl(perms::READ, "digest", "bob:x")]);
+    // Neither: NoAuth. Counting descendants needs READ too.
+    assert_eq!(h.tree.read_acl("/guarded", &[]), Err(NoAuth));
+    assert_eq!(h.tree.get_all_children_number("/guarded", &[]), Err(NoAuth));
+    assert_eq!(h.tree.get_all_children_number("/guarded", &[bob]), Ok(0));
+    assert_eq!(h.tree.read_acl("/missing", &[]), Err(NoNode));
 }
 
 #[test]
@@ -889,12 +908,12 @@ fn get_all_children_number_counts_all_descendants() {
     for p in ["/a", "/a/b", "/a/b/c", "/a/b/c/d", "/a/e", "/ab", "/ab/x"] {
         h.mk(p);
     }
-    assert_eq!(h.tree.get_all_children_number("/a"), Ok(4));
-    assert_eq!(h.tree.get_all_children_number("/a/b"), Ok(2));
-    assert_eq!(h.tree.get_all_children_number("/a/b/c/d"), Ok(0));
-    assert_eq!(h.tree.get_all_children_number("/ab"), Ok(1));
-    assert_eq!(h.tree.get_all_children_number("/"), Ok(3 + 7));
-    assert_eq!(h.tree.get_all_children_number("/nope"), Err(NoNode));
+    assert_eq!(h.tree.get_all_children_number("/a", &[]), Ok(4));
+    assert_eq!(h.tree.get_all_children_number("/a/b", &[]), Ok(2));
+    assert_eq!(h.tree.get_all_children_number("/a/b/c/d", &[]), Ok(0));
+    assert_eq!(h.tree.get_all_children_number("/ab", &[]), Ok(1));
+    assert_eq!(h.tree.get_all_children_number("/", &[]), Ok(3 + 7));
+    assert_eq!(h.tree.get_all_children_number("/nope", &[]), Err(NoNode));
     assert_eq!(h.tree.node_count(), 4 + 7);
 }
 

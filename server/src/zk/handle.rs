@@ -415,27 +415,11 @@ async fn serve_op(member: &Member, settings: &ZkSettings, caller: &Caller, reque
             Ok(Response::GetChildren2 { children, stat: stat_out(&stat) })
         }),
         Request::GetAcl(req) => read(member, session, |tree, _| {
-            let (acl, stat) = tree.get_acl(lookup_path(&req.path)?)?;
-            // ZooKeeper's FinalRequestProcessor: READ or ADMIN may read the ACL; without ADMIN
-            // the digest hashes are masked (CVE-2019-0201).
-            tree::check_acl(&acl, perms::READ | perms::ADMIN, &caller.auth)?;
-            let mut acl = acl_out(&acl);
-            if tree::check_acl(&acl_in(&acl), perms::ADMIN, &caller.auth).is_err() {
-                for a in &mut acl {
-                    if a.id.scheme == "digest" {
-                        let user = a.id.id.split(':').next().unwrap_or_default();
-                        a.id.id = format!("{user}:x");
-                    }
-                }
-            }
-            Ok(Response::GetAcl { acl, stat: stat_out(&stat) })
+            let (acl, stat) = tree.read_acl(lookup_path(&req.path)?, &caller.auth)?;
+            Ok(Response::GetAcl { acl: acl_out(&acl), stat: stat_out(&stat) })
         }),
         Request::GetAllChildrenNumber(req) => read(member, session, |tree, _| {
-            let path = lookup_path(&req.path)?;
-            // READ on the node, as ZooKeeper checks before counting.
-            let (acl, _) = tree.get_acl(path)?;
-            tree::check_acl(&acl, perms::READ, &caller.auth)?;
-            tree.get_all_children_number(path).map(Response::GetAllChildrenNumber)
+            tree.get_all_children_number(lookup_path(&req.path)?, &caller.auth).map(Response::GetAllChildrenNumber)
         }),
         Request::GetEphemerals(req) => read(member, session, |tree, _| {
             let prefix = if req.path.is_empty() { "/" } else { req.path.as_str() };
