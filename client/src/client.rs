@@ -66,8 +66,8 @@ pub(crate) struct Shared {
     hub: Arc<StateHub>,
     /// Serialises `start_session` and `close_session`.
     session_op: tokio::sync::Mutex<()>,
-    /// (scheme, credential) pairs sent with every request.
-    auth: RwLock<Vec<pb::AuthInfo>>,
+    /// (scheme, credential) pairs sent with every request (and with every session attach).
+    auth: Arc<RwLock<Vec<pb::AuthInfo>>>,
 }
 
 impl Drop for Shared {
@@ -120,7 +120,7 @@ impl Client {
             session: RwLock::new(None),
             hub: Arc::new(StateHub::new()),
             session_op: tokio::sync::Mutex::new(()),
-            auth: RwLock::new(Vec::new()),
+            auth: Arc::new(RwLock::new(Vec::new())),
         };
         Client { shared: Arc::new(shared), linearizable: false }
     }
@@ -258,7 +258,7 @@ impl Client {
             .await?;
         // Attach where the session was created: that member has applied it.
         let pool = self.shared.pool.clone();
-        let core = SessionCore::new(info.clone(), self.shared.hub.clone(), pool.current_index());
+        let core = SessionCore::new(info.clone(), self.shared.hub.clone(), pool.current_index(), self.shared.auth.clone());
         drop(tokio::spawn(session::run(core.clone(), pool.clone(), pool.current_index())));
         let deadline = tokio::time::Instant::now() + pool.request_timeout();
         if let Err(e) = core.wait_connected(deadline).await {
@@ -1025,7 +1025,7 @@ mod tests {
         c.add_auth("digest", "u:p");
         c.add_auth("digest", "u:p");
         let info = SessionInfo { id: 77, password: vec![1], timeout_ms: 1000 };
-        *c.shared.session.write() = Some(SessionCore::new(info, c.shared.hub.clone(), 0));
+        *c.shared.session.write() = Some(SessionCore::new(info, c.shared.hub.clone(), 0, c.shared.auth.clone()));
         let h = c.header(Kind::Read);
         assert_eq!(h.session_id, 77);
         assert_eq!(h.auth.len(), 1);
@@ -1063,7 +1063,7 @@ mod tests {
             .await
             .expect("valid endpoints");
         let info = SessionInfo { id: 0x77, password: vec![1], timeout_ms: 3000 };
-        let core = SessionCore::new(info, c.shared.hub.clone(), 0);
+        let core = SessionCore::new(info, c.shared.hub.clone(), 0, c.shared.auth.clone());
         *c.shared.session.write() = Some(core.clone());
         (c, core)
     }

@@ -44,7 +44,7 @@ use corral_proto::v1 as pb;
 use corral_proto::v1::session_client::SessionClient;
 use corral_proto::ErrorCode;
 use futures::Stream;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -251,6 +251,9 @@ pub(crate) struct SessionCore {
     /// gives that stream up even if it still looks alive.
     abandon: watch::Sender<u64>,
     pings_paused: AtomicBool,
+    /// The client's credentials, shared with it: an attach presents them, so the member sends
+    /// the session only events about nodes they may read (as ZooKeeper, per connection).
+    auth: Arc<RwLock<Vec<pb::AuthInfo>>>,
 }
 
 impl std::fmt::Debug for SessionCore {
@@ -265,7 +268,12 @@ impl std::fmt::Debug for SessionCore {
 
 impl SessionCore {
     /// A session about to attach for the first time (the hub says Connecting).
-    pub(crate) fn new(info: SessionInfo, hub: Arc<StateHub>, first: usize) -> Arc<SessionCore> {
+    pub(crate) fn new(
+        info: SessionInfo,
+        hub: Arc<StateHub>,
+        first: usize,
+        auth: Arc<RwLock<Vec<pb::AuthInfo>>>,
+    ) -> Arc<SessionCore> {
         hub.apply(Happening::Started);
         let link = Link { phase: Phase::Connecting, gen: 0, member_idx: first, member_id: 0, received: 0 };
         Arc::new(SessionCore {
@@ -276,6 +284,7 @@ impl SessionCore {
             stop: watch::Sender::new(false),
             abandon: watch::Sender::new(0),
             pings_paused: AtomicBool::new(false),
+            auth,
         })
     }
 
@@ -543,6 +552,7 @@ async fn attach(core: &SessionCore, pool: &Pool, idx: usize) -> Result<Live, Att
             child_watches: lists.child,
             persistent_watches: lists.persistent,
             persistent_recursive_watches: lists.persistent_recursive,
+            auth: core.auth.read().clone(),
         }
     };
     let _ = tx.unbounded_send(client_msg(pb::session_client_message::Msg::Attach(attach)));
@@ -804,7 +814,7 @@ mod tests {
 
     fn core() -> Arc<SessionCore> {
         let info = SessionInfo { id: 0x42, password: vec![1], timeout_ms: 3000 };
-        SessionCore::new(info, Arc::new(StateHub::new()), 0)
+        SessionCore::new(info, Arc::new(StateHub::new()), 0, Default::default())
     }
 
     #[tokio::test]

@@ -526,3 +526,42 @@ async fn the_session_life_cycle_as_the_application_sees_it() {
     s.close_session().await.unwrap();
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_hears_only_about_nodes_its_credentials_may_read() {
+    let c = cluster().await;
+    let alice_only = vec![corral_client::Acl::new(corral_client::Acl::ALL, "digest", &digest("alice:secret"))];
+    let alice = client(&c).await;
+    alice.add_auth("digest", "alice:secret");
+    alice.create("/acl", b"", CreateOptions::default()).await.unwrap();
+    // Watches set by an anonymous session, through the persistent and the one-shot paths.
+    let anon = session(&c, 10_000).await;
+    let mut anon_all = anon.add_watch("/acl", AddWatchMode::PersistentRecursive).await.unwrap();
+    // The credentials an attach presents count too.
+    let bob = client(&c).await;
+    bob.add_auth("digest", "alice:secret");
+    bob.start_session(10_000).await.unwrap();
+    let mut bob_all = bob.add_watch("/acl", AddWatchMode::PersistentRecursive).await.unwrap();
+
+    alice.create("/acl/secret", b"s", CreateOptions::default().with_acl(alice_only.clone())).await.unwrap();
+    alice.set_data("/acl/secret", b"t", None).await.unwrap();
+    alice.create("/acl/public", b"p", CreateOptions::default()).await.unwrap();
+    // In zxid order: the anonymous session hears of the public node only; alice's credentials
+    // hear of both.
+    let e = next(&mut anon_all).await;
+    assert_eq!((e.kind, e.path.as_str()), (EventType::NodeCreated, "/acl/public"), "{e:?}");
+    for (want_type, want_path) in [
+        (EventType::NodeCreated, "/acl/secret"),
+        (EventType::NodeDataChanged, "/acl/secret"),
+        (EventType::NodeCreated, "/acl/public"),
+    ] {
+        let e = next(&mut bob_all).await;
+        assert_eq!((e.kind, e.path.as_str()), (want_type, want_path), "{e:?}");
+    }
+    c.shutdown().await;
+}
+
+/// ZooKeeper's digest id for `user:password` (`DigestAuthenticationProvider.generateDigest`).
+fn digest(user_password: &str) -> String {
+    corral_server::tree::digest_id(user_password)
+}

@@ -62,11 +62,16 @@ pub fn identities(
     header: Option<&pb::RequestHeader>,
     peer_ip: Option<std::net::IpAddr>,
 ) -> Result<Vec<Id>, tonic::Status> {
+    identities_of(header.map(|h| h.auth.as_slice()).unwrap_or_default(), peer_ip)
+}
+
+/// The identities that credentials (`AuthInfo`s) and a network address prove.
+pub fn identities_of(credentials: &[pb::AuthInfo], peer_ip: Option<std::net::IpAddr>) -> Result<Vec<Id>, tonic::Status> {
     let mut ids = Vec::new();
     if let Some(ip) = peer_ip {
         ids.push(Id::new("ip", ip.to_string()));
     }
-    for auth in header.map(|h| h.auth.as_slice()).unwrap_or_default() {
+    for auth in credentials {
         match auth.scheme.as_str() {
             "digest" => {
                 let cred = std::str::from_utf8(&auth.credential).map_err(|_| {

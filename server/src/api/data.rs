@@ -73,7 +73,15 @@ impl DataService {
         self.member.admit(&caller, true).await.map_err(status)?;
         let (value, point) = self
             .member
-            .read_at(caller.session_id, |tree, reg| read(tree, reg, &caller))
+            .read_at(caller.session_id, |tree, reg| {
+                let value = read(tree, reg, &caller)?;
+                // gRPC carries credentials per request: the latest request that set a watch
+                // decides which events the session hears (READ on the node, as ZooKeeper).
+                if reg.registered() {
+                    reg.watches().set_identities(caller.session_id, caller.auth.clone());
+                }
+                Ok(value)
+            })
             .map_err(|c| zk_status(c, path))?;
         Ok((value, self.header(point)))
     }

@@ -37,6 +37,8 @@ pub struct Registrar<'a> {
     watches: &'a mut Watches,
     session_id: i64,
     member_id: u64,
+    /// Whether the read set a watch.
+    registered: bool,
 }
 
 impl Registrar<'_> {
@@ -55,7 +57,13 @@ impl Registrar<'_> {
             );
             return Err(ErrorCode::SessionMoved);
         }
+        self.registered = true;
         Ok(())
+    }
+
+    /// Whether the read set a watch.
+    pub fn registered(&self) -> bool {
+        self.registered
     }
 
     /// The watches themselves, for removeWatches and checkWatches.
@@ -114,7 +122,7 @@ impl Member {
     ) -> Result<(T, ReadPoint), ErrorCode> {
         let st = self.state.read();
         let mut watches = self.state.watches.lock();
-        let mut registrar = Registrar { watches: &mut watches, session_id, member_id: self.id };
+        let mut registrar = Registrar { watches: &mut watches, session_id, member_id: self.id, registered: false };
         let value = read(&st.tree, &mut registrar)?;
         let point = ReadPoint {
             zxid: st.applied_zxid(),

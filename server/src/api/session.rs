@@ -10,7 +10,7 @@ use corral_proto::ErrorCode;
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::{status, zk_status};
+use super::convert::{self, status, zk_status};
 use super::member::Member;
 use crate::rt;
 use crate::tree::{validate_path, OpOutcome, TxnOp};
@@ -137,6 +137,7 @@ impl Session for SessionService {
         let session_id = attach.session_id;
         // Never serve a client from a state older than it has seen.
         self.member.read_barrier(attach.last_zxid, false).await.map_err(status)?;
+        let identities = convert::identities_of(&attach.auth, ip)?;
         let slot = self.member.connections.acquire(ip).map_err(|e| zk_status(e.code, e.message))?;
         let set = WatchSet {
             data: attach.data_watches,
@@ -161,6 +162,7 @@ impl Session for SessionService {
             let zxid = st.applied_zxid();
             let mut watches = self.member.state.watches.lock();
             let (conn, rx) = watches.attach(session_id);
+            watches.set_identities(session_id, identities);
             conn.push(Notice::Attached { timeout_ms, zxid });
             watches.reregister(&st.tree, session_id, attach.last_zxid, &set);
             (conn, rx)
@@ -199,6 +201,7 @@ impl Session for SessionService {
             Ok(pb::AddWatchMode::PersistentRecursive) => WatchKind::PersistentRecursive,
             Err(_) => return Err(zk_status(ErrorCode::BadArguments, format!("unknown watch mode {}", r.mode))),
         };
+        let identities = convert::identities(r.header.as_ref(), req.remote_addr().map(|a| a.ip()))?;
         self.member.read_barrier(min_zxid, false).await.map_err(status)?;
         self.member.sessions.touch(session_id);
         let (zxid, seq) = {
@@ -207,6 +210,9 @@ impl Session for SessionService {
             if !watches.register(session_id, kind, &r.path) {
                 return Err(not_attached(self.member.id, session_id));
             }
+            // The credentials of the latest request that set a watch decide what the session
+            // hears (a client may have added some since it attached).
+            watches.set_identities(session_id, identities);
             (st.applied_zxid(), watches.seq(session_id))
         };
         Ok(Response::new(pb::AddWatchResponse {
