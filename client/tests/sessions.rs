@@ -530,7 +530,7 @@ async fn the_session_life_cycle_as_the_application_sees_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_hears_only_about_nodes_its_credentials_may_read() {
     let c = cluster().await;
-    let alice_only = vec![corral_client::Acl::new(corral_client::Acl::ALL, "digest", &digest("alice:secret"))];
+    let alice_only = vec![corral_client::Acl::new(corral_client::Acl::ALL, "digest", digest("alice:secret"))];
     let alice = client(&c).await;
     alice.add_auth("digest", "alice:secret");
     alice.create("/acl", b"", CreateOptions::default()).await.unwrap();
