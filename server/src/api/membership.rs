@@ -48,11 +48,13 @@ pub struct MembershipView {
     /// The first zxid of the log entry that holds this configuration (ZooKeeper's config
     /// version); 0 before the ensemble is initialized.
     pub config_zxid: u64,
-    /// Voting members and their gRPC addresses.
+    /// Voting members and their gRPC addresses: of the configuration a change under way
+    /// leads to, when one is (`joint`).
     pub voters: BTreeMap<NodeId, String>,
-    /// Observers (openraft learners) and their gRPC addresses.
+    /// Every other member (openraft learners, and voters on their way out) and its address.
     pub observers: BTreeMap<NodeId, String>,
-    /// Whether this is a joint configuration (a change is half way).
+    /// Whether this is a joint configuration: a change is half way, and the old voters still
+    /// count too.
     pub joint: bool,
 }
 
@@ -90,7 +92,7 @@ impl MembershipChange {
 impl MembershipView {
     fn of(membership: &crate::raft::types::StoredMembership) -> MembershipView {
         let config = membership.membership();
-        let voter_ids: BTreeSet<NodeId> = config.voter_ids().collect();
+        let voter_ids: BTreeSet<NodeId> = config.get_joint_config().last().cloned().unwrap_or_default();
         let mut view = MembershipView {
             config_zxid: membership.log_id().map_or(0, |l| zxid::of(l.index, 0)),
             voters: BTreeMap::new(),
@@ -147,34 +149,41 @@ impl Member {
         }
     }
 
+    /// Makes `change`. A joint configuration left half way (its leader lost leadership before it
+    /// proposed the final one) is not an obstacle: openraft computes every change from the
+    /// configuration the joint one leads to, and the next change finishes it. A change while
+    /// another is still uncommitted gets ReconfigInProgress from openraft.
     async fn apply_change(&self, change: MembershipChange) -> MembershipResponse {
         let current = self.membership();
-        if current.joint {
-            return Err(MemberError::zk(ErrorCode::ReconfigInProgress, "another membership change is in progress"));
-        }
+        let address = |id: &NodeId| current.voters.get(id).or_else(|| current.observers.get(id));
         let commit = match change {
             MembershipChange::AddVoter { id, addr } => {
-                if let Some(old) = current.voters.get(&id) {
-                    return if *old == addr { Ok(current) } else { Err(moved(id, old, &addr)) };
-                }
-                if let Some(old) = current.observers.get(&id).filter(|old| **old != addr) {
+                if let Some(old) = address(&id).filter(|old| **old != addr) {
                     return Err(moved(id, old, &addr));
                 }
-                // Blocking: returns once the leader has replicated to the learner everything up
-                // to the entry that added it (for an observer already there, again, so it is
-                // promoted only once it has caught up).
-                raft_answer(self.raft.add_learner(id, Node { addr }, true).await)?;
+                if current.voters.contains_key(&id) {
+                    if !current.joint {
+                        return Ok(current);
+                    }
+                } else {
+                    // Blocking: returns once the leader has replicated to the learner everything
+                    // up to the entry that added it (for an observer already there, again), so
+                    // it is promoted only once it has caught up.
+                    raft_answer(self.raft.add_learner(id, Node { addr }, true).await)?;
+                }
                 self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await
             }
             MembershipChange::AddObserver { id, addr } => {
-                if let Some(old) = current.voters.get(&id) {
-                    return Err(bad(format!("member {id} at {old} is a voter: remove it first to make it an observer")));
+                if let Some(old) = address(&id).filter(|old| **old != addr) {
+                    return Err(moved(id, old, &addr));
                 }
-                match current.observers.get(&id) {
-                    Some(old) if *old == addr => return Ok(current),
-                    Some(old) => return Err(moved(id, old, &addr)),
-                    None => self.raft.add_learner(id, Node { addr }, false).await,
+                if current.voters.contains_key(&id) {
+                    return Err(bad(format!("member {id} is a voter: remove it first to make it an observer")));
                 }
+                if current.observers.contains_key(&id) && !current.joint {
+                    return Ok(current);
+                }
+                self.raft.add_learner(id, Node { addr }, false).await
             }
             MembershipChange::Remove { id } => {
                 let ids = BTreeSet::from([id]);
@@ -187,7 +196,10 @@ impl Member {
                     }
                     self.raft.change_membership(ChangeMembers::RemoveVoters(ids), false).await
                 } else if current.observers.contains_key(&id) {
-                    self.raft.change_membership(ChangeMembers::RemoveNodes(ids), false).await
+                    // A voter on its way out of a joint configuration leaves with the change
+                    // that finishes it; an observer simply goes.
+                    let change = if current.joint { ChangeMembers::RemoveVoters(ids) } else { ChangeMembers::RemoveNodes(ids) };
+                    self.raft.change_membership(change, false).await
                 } else {
                     return Err(MemberError::zk(ErrorCode::NoNode, format!("member {id} is not in the ensemble")));
                 }
