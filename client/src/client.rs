@@ -357,14 +357,29 @@ impl Client {
                 return map(reply);
             };
             let deadline = tokio::time::Instant::now() + shared.pool.request_timeout();
-            let (reply, sent_gen) = shared.pool.call_pinned(kind, req, rpc, &session, deadline).await?;
-            if let Some(h) = reply.header() {
-                session.gate(h.member_id, h.event_seq, sent_gen, deadline).await?;
+            loop {
+                let (reply, sent_gen) = shared.pool.call_pinned(kind, req.clone(), &rpc, &session, deadline).await?;
+                if let Some(h) = reply.header() {
+                    session.gate(h.member_id, h.event_seq, sent_gen, deadline).await?;
+                }
+                // The session re-attached while the read was out: its reply
+                // can't be ordered against the new stream's events (the member
+                // may have served it after the re-attach, or be ahead of the
+                // new member), and a watch it set is not the one the re-attach
+                // made. Read again on the new stream.
+                if kind == Kind::Read && session.moved_since(sent_gen) {
+                    continue;
+                }
+                if let Some(zxid) = reply.zxid() {
+                    shared.pool.observe(zxid);
+                }
+                // A write is not sent again, but its reply waits until the new
+                // stream has delivered the events up to its zxid.
+                if session.moved_since(sent_gen) {
+                    settle(&shared, &session, deadline).await?;
+                }
+                return map(reply);
             }
-            if let Some(zxid) = reply.zxid() {
-                shared.pool.observe(zxid);
-            }
-            map(reply)
         })
     }
 
@@ -416,7 +431,7 @@ impl Client {
             |ch, r| async move { data(ch).get_data(r).await },
             move |r| {
                 let stat = stat(r.stat);
-                pending.arm(OneShot::Data, zxid_of(stat.mzxid));
+                pending.arm(OneShot::Data, zxid_of(stat.mzxid), read_zxid(r.header.as_ref()));
                 Ok((r.data.to_vec(), stat, watch))
             },
         )
@@ -444,11 +459,12 @@ impl Client {
             |ch, r| async move { data(ch).exists(r).await },
             move |r| {
                 let stat = r.stat.map(Stat::from);
+                let read = read_zxid(r.header.as_ref());
                 match stat {
                     // ZooKeeper's client files an exists watch on an existing
                     // node as a data watch: that is how a reconnect treats it.
-                    Some(s) => pending.arm(OneShot::Data, zxid_of(s.mzxid)),
-                    None => pending.arm(OneShot::Exist, r.header.map_or(0, |h| h.zxid)),
+                    Some(s) => pending.arm(OneShot::Data, zxid_of(s.mzxid), read),
+                    None => pending.arm(OneShot::Exist, read, read),
                 }
                 Ok((stat, watch))
             },
@@ -477,7 +493,7 @@ impl Client {
             |ch, r| async move { data(ch).get_children(r).await },
             move |r| {
                 let stat = stat(r.stat);
-                pending.arm(OneShot::Child, zxid_of(stat.pzxid));
+                pending.arm(OneShot::Child, zxid_of(stat.pzxid), read_zxid(r.header.as_ref()));
                 Ok((r.children, stat, watch))
             },
         )
@@ -931,6 +947,35 @@ impl Client {
 /// A stat zxid as the unsigned zxid the wire uses elsewhere.
 fn zxid_of(z: i64) -> u64 {
     u64::try_from(z).unwrap_or(0)
+}
+
+/// Waits until the session's current stream has delivered every watch event up
+/// to the client's last seen zxid: a read on that stream, which its member
+/// serves at or after that zxid, gated like any reply (again if the stream
+/// moves meanwhile). Fails like a read (ConnectionLoss when time runs out).
+async fn settle(shared: &Shared, session: &SessionCore, deadline: tokio::time::Instant) -> Result<(), Error> {
+    loop {
+        let header = pb::RequestHeader {
+            session_id: session.info.id,
+            min_zxid: 0,
+            auth: shared.auth.read().clone(),
+            linearizable: false,
+        };
+        let req = pb::ExistsRequest { header: Some(header), path: "/".into(), watch: false };
+        let rpc = |ch, r| async move { data(ch).exists(r).await };
+        let (reply, gen) = shared.pool.call_pinned(Kind::Read, req, rpc, session, deadline).await?;
+        if let Some(h) = reply.header.as_ref() {
+            session.gate(h.member_id, h.event_seq, gen, deadline).await?;
+        }
+        if !session.moved_since(gen) {
+            return Ok(());
+        }
+    }
+}
+
+/// The zxid of the state a reply was read at (0 if it doesn't say).
+fn read_zxid(header: Option<&pb::ResponseHeader>) -> u64 {
+    header.map_or(0, |h| h.zxid)
 }
 
 fn check_result_count(kinds: &[OpKind], results: &[pb::OpResult]) -> Result<(), Error> {

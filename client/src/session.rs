@@ -292,6 +292,13 @@ impl SessionCore {
         *self.link.borrow()
     }
 
+    /// Whether the session's stream re-attached since generation `gen` (and
+    /// the session is not over).
+    pub(crate) fn moved_since(&self, gen: u64) -> bool {
+        let link = self.link();
+        link.gen != gen && !matches!(link.phase, Phase::Ended(_))
+    }
+
     pub(crate) fn end_of(&self) -> Option<End> {
         match self.link().phase {
             Phase::Ended(end) => Some(end),
@@ -608,6 +615,9 @@ async fn pump(core: &SessionCore, pool: &Pool, idx: usize, live: Live) -> Lost {
     let read_timeout = timeout * 2 / 3;
     pool.observe(attached.zxid);
     pool.set_current(idx);
+    // Before any event of this stream is routed: what it fires on reconnect is
+    // no newer than this.
+    core.watches.lock().attached(attached.zxid);
     core.attached(idx, attached.member_id);
     let gen = core.link().gen;
     let mut abandon = core.abandon.subscribe();

@@ -25,8 +25,19 @@
 //! `pzxid` for child watches, the reply's zxid for a missing node or a
 //! persistent watch). Older events were fired by an earlier registration on the
 //! same key and are not delivered again: a watcher never gets a notification
-//! for a change its own read already reflected. Events fired on reconnect carry
-//! zxid 0 and are always delivered (they report a change the client missed).
+//! for a change its own read already reflected.
+//!
+//! Events fired on reconnect carry zxid 0: they report a change the client
+//! missed, made after the last zxid it sent and no later than the state the
+//! member attached at (`Attached.zxid`), which the registry notes for each one.
+//! An armed waiter always gets them. A pending one gets them only if its reply
+//! read an older state than that: otherwise the read already shows the change
+//! (the pending waiter was re-registered on reconnect, and its request, sent
+//! after the reconnect, read a state at least as new as the attach). One such
+//! event reaches only the kind of waiter it was fired for: a NodeCreated only
+//! exists waiters on a missing node, a NodeDataChanged or NodeDeleted only data
+//! waiters, although both kinds are one data registration on the server (a
+//! missing node's exists waiter must not hear that an existing one was deleted).
 //!
 //! Everything here is synchronous and behind one mutex (in `session.rs`), so
 //! routing, arming and the reconnect lists see one consistent table.
@@ -61,8 +72,9 @@ struct Waiter {
     id: u64,
     tx: oneshot::Sender<Outcome>,
     /// `Some` while pending: the events seen for this key since the waiter was
-    /// entered, to be sorted out when the reply arrives.
-    buffered: Option<Vec<WatchedEvent>>,
+    /// entered, each with the zxid its stream attached at, to be sorted out
+    /// when the reply arrives.
+    buffered: Option<Vec<(WatchedEvent, u64)>>,
 }
 
 struct Listener {
@@ -105,12 +117,24 @@ pub(crate) struct Registry {
     persistent: BTreeMap<(String, AddWatchMode), Vec<Listener>>,
     /// Set when the session ended: every later registration fails with it.
     ended: Option<Error>,
+    /// The zxid the session's current stream attached at.
+    attach_zxid: u64,
 }
 
 /// Whether an event belongs to a registration whose reply showed the state at
 /// `seen_zxid` (see the module doc).
 fn newer(event: &WatchedEvent, seen_zxid: u64) -> bool {
     event.zxid == 0 || event.zxid > seen_zxid
+}
+
+/// Whether a buffered event, which arrived on a stream attached at
+/// `attach_zxid`, is news to a waiter whose reply read the state at
+/// `read_zxid` and showed the watched change at `seen_zxid` (see the module doc).
+fn news(event: &WatchedEvent, attach_zxid: u64, seen_zxid: u64, read_zxid: u64) -> bool {
+    match event.zxid {
+        0 => attach_zxid > read_zxid,
+        zxid => zxid > seen_zxid,
+    }
 }
 
 impl Registry {
@@ -140,15 +164,23 @@ impl Registry {
         Ok((OneShotTicket { path: path.to_owned(), kind, id }, Watch { rx: Some(rx) }))
     }
 
+    /// The session's stream attached (again) at `zxid`: events fired on
+    /// reconnect report changes at or before it.
+    pub(crate) fn attached(&mut self, zxid: u64) {
+        self.attach_zxid = zxid;
+    }
+
     /// The reply arrived: the waiter now waits under `kind`, for changes after
-    /// `seen_zxid`. A buffered event newer than that completes it at once.
-    pub(crate) fn arm(&mut self, ticket: &OneShotTicket, kind: OneShot, seen_zxid: u64) {
+    /// `seen_zxid`; the reply read the state at `read_zxid`. A buffered event
+    /// that is news to it (see [`news`]) completes it at once.
+    pub(crate) fn arm(&mut self, ticket: &OneShotTicket, kind: OneShot, seen_zxid: u64, read_zxid: u64) {
         let Some(mut waiter) = self.take_waiter(ticket) else {
             // Already completed (removed, or the session ended).
             return;
         };
         let buffered = waiter.buffered.take().unwrap_or_default();
-        if let Some(event) = buffered.into_iter().find(|e| newer(e, seen_zxid)) {
+        let mut news = buffered.into_iter().filter(|(e, at)| news(e, *at, seen_zxid, read_zxid));
+        if let Some((event, _)) = news.next() {
             let _ = waiter.tx.send(Ok(event));
             return;
         }
@@ -221,6 +253,11 @@ impl Registry {
     pub(crate) fn route(&mut self, event: &WatchedEvent, watcher: WatcherType, watch_path: &str) {
         let watch_path = if watch_path.is_empty() { event.path.as_str() } else { watch_path };
         match watcher {
+            // Fired on reconnect: for the kind of waiter that was listed.
+            WatcherType::Data if event.zxid == 0 => {
+                let kind = if event.kind == EventType::NodeCreated { OneShot::Exist } else { OneShot::Data };
+                self.fire_one_shot(watch_path, kind, event);
+            }
             WatcherType::Data => {
                 self.fire_one_shot(watch_path, OneShot::Data, event);
                 self.fire_one_shot(watch_path, OneShot::Exist, event);
@@ -268,7 +305,7 @@ impl Registry {
         for mut w in waiters {
             match w.buffered.as_mut() {
                 Some(buf) => {
-                    buf.push(event.clone());
+                    buf.push((event.clone(), self.attach_zxid));
                     pending.push(w);
                 }
                 None => {
@@ -415,9 +452,9 @@ impl PendingWatch {
     }
 
     /// See [`Registry::arm`].
-    pub(crate) fn arm(mut self, kind: OneShot, seen_zxid: u64) {
+    pub(crate) fn arm(mut self, kind: OneShot, seen_zxid: u64, read_zxid: u64) {
         if let Some(ticket) = self.ticket.take() {
-            self.registry.lock().arm(&ticket, kind, seen_zxid);
+            self.registry.lock().arm(&ticket, kind, seen_zxid, read_zxid);
         }
     }
 }
@@ -573,8 +610,8 @@ mod tests {
         let mut r = Registry::default();
         let (t1, mut w1) = r.watch("/a", OneShot::Data).unwrap();
         let (t2, mut w2) = r.watch("/a", OneShot::Data).unwrap();
-        r.arm(&t1, OneShot::Data, 5);
-        r.arm(&t2, OneShot::Data, 5);
+        r.arm(&t1, OneShot::Data, 5, 5);
+        r.arm(&t2, OneShot::Data, 5, 5);
         assert!(ready(&mut w1).is_none());
         r.route(&ev(EventType::NodeDataChanged, "/a", 7), WatcherType::Data, "/a");
         assert_eq!(ready(&mut w1), Some(Ok(ev(EventType::NodeDataChanged, "/a", 7))));
@@ -591,9 +628,9 @@ mod tests {
         let (td, mut data) = r.watch("/a", OneShot::Data).unwrap();
         let (tc, mut child) = r.watch("/a", OneShot::Child).unwrap();
         let (te, mut exist) = r.watch("/a", OneShot::Exist).unwrap();
-        r.arm(&td, OneShot::Data, 1);
-        r.arm(&tc, OneShot::Child, 1);
-        r.arm(&te, OneShot::Exist, 1);
+        r.arm(&td, OneShot::Data, 1, 1);
+        r.arm(&tc, OneShot::Child, 1, 1);
+        r.arm(&te, OneShot::Exist, 1, 1);
         let (tp, mut per) = r.listen("/a", AddWatchMode::Persistent).unwrap();
         let (tr, mut rec) = r.listen("/", AddWatchMode::PersistentRecursive).unwrap();
         r.arm_listener(&tp, 1);
@@ -626,8 +663,8 @@ mod tests {
         let mut r = Registry::default();
         let (td, mut data) = r.watch("/a/b", OneShot::Data).unwrap();
         let (tc, mut child) = r.watch("/a/b", OneShot::Child).unwrap();
-        r.arm(&td, OneShot::Data, 0);
-        r.arm(&tc, OneShot::Child, 0);
+        r.arm(&td, OneShot::Data, 0, 0);
+        r.arm(&tc, OneShot::Child, 0, 0);
         let (tr, mut rec) = r.listen("/a", AddWatchMode::PersistentRecursive).unwrap();
         r.arm_listener(&tr, 0);
         r.route(&ev(EventType::NodeChildrenChanged, "/a/b", 9), WatcherType::Any, "");
@@ -647,7 +684,7 @@ mod tests {
         let (t, mut w) = r.watch("/a", OneShot::Data).unwrap();
         r.route(&ev(EventType::NodeDataChanged, "/a", 7), WatcherType::Data, "/a");
         assert!(ready(&mut w).is_none(), "pending waiters don't fire");
-        r.arm(&t, OneShot::Data, 7);
+        r.arm(&t, OneShot::Data, 7, 7);
         assert!(ready(&mut w).is_none());
         r.route(&ev(EventType::NodeDataChanged, "/a", 9), WatcherType::Data, "/a");
         assert_eq!(ready(&mut w), Some(Ok(ev(EventType::NodeDataChanged, "/a", 9))));
@@ -655,15 +692,51 @@ mod tests {
         // The event for a change after the read beat the reply: it fires on arm.
         let (t, mut w) = r.watch("/a", OneShot::Data).unwrap();
         r.route(&ev(EventType::NodeDataChanged, "/a", 12), WatcherType::Data, "/a");
-        r.arm(&t, OneShot::Data, 11);
+        r.arm(&t, OneShot::Data, 11, 11);
         assert_eq!(ready(&mut w), Some(Ok(ev(EventType::NodeDataChanged, "/a", 12))));
 
-        // Events fired on reconnect (zxid 0) are always news.
+        // An event fired on reconnect (zxid 0, the stream attached at 50) is
+        // news to a reply that read an older state ...
+        r.attached(50);
         let (t, mut w) = r.watch("/a", OneShot::Child).unwrap();
         r.route(&ev(EventType::NodeChildrenChanged, "/a", 0), WatcherType::Children, "/a");
-        r.arm(&t, OneShot::Child, 40);
+        r.arm(&t, OneShot::Child, 40, 45);
         assert!(ready(&mut w).is_some());
         assert_eq!(r.counts(), (0, 0));
+        // ... not to one that read the attach's state or a later one (the
+        // request was sent after the reconnect: it shows the change) ...
+        let (t, mut w) = r.watch("/a", OneShot::Child).unwrap();
+        r.route(&ev(EventType::NodeChildrenChanged, "/a", 0), WatcherType::Children, "/a");
+        r.arm(&t, OneShot::Child, 40, 50);
+        assert!(ready(&mut w).is_none());
+        // ... and always to an armed waiter.
+        r.route(&ev(EventType::NodeChildrenChanged, "/a", 0), WatcherType::Children, "/a");
+        assert!(ready(&mut w).is_some());
+        assert_eq!(r.counts(), (0, 0));
+    }
+
+    #[test]
+    fn events_fired_on_reconnect_reach_the_kind_of_waiter_they_were_fired_for() {
+        let mut r = Registry::default();
+        let (td, mut data) = r.watch("/a", OneShot::Data).unwrap();
+        let (te, mut exist) = r.watch("/a", OneShot::Exist).unwrap();
+        r.arm(&td, OneShot::Data, 3, 3);
+        r.arm(&te, OneShot::Exist, 4, 4);
+        // The data list's NodeDeleted is not for the missing node's exists waiter.
+        r.route(&ev(EventType::NodeDeleted, "/a", 0), WatcherType::Data, "/a");
+        assert_eq!(ready(&mut data), Some(Ok(ev(EventType::NodeDeleted, "/a", 0))));
+        assert!(ready(&mut exist).is_none());
+        // The exists list's NodeCreated is not for a data waiter.
+        let (td, mut data) = r.watch("/a", OneShot::Data).unwrap();
+        r.arm(&td, OneShot::Data, 5, 5);
+        r.route(&ev(EventType::NodeCreated, "/a", 0), WatcherType::Data, "/a");
+        assert_eq!(ready(&mut exist), Some(Ok(ev(EventType::NodeCreated, "/a", 0))));
+        assert!(ready(&mut data).is_none());
+        // A live event fires the one data registration, so both kinds.
+        let (te, mut exist) = r.watch("/a", OneShot::Exist).unwrap();
+        r.arm(&te, OneShot::Data, 5, 5);
+        r.route(&ev(EventType::NodeDataChanged, "/a", 6), WatcherType::Data, "/a");
+        assert!(ready(&mut data).is_some() && ready(&mut exist).is_some());
     }
 
     #[test]
@@ -671,7 +744,7 @@ mod tests {
         let mut r = Registry::default();
         let (t, _w) = r.watch("/a", OneShot::Exist).unwrap();
         assert_eq!(r.lists().exist, vec!["/a".to_string()], "pending: re-registered as exists");
-        r.arm(&t, OneShot::Data, 3);
+        r.arm(&t, OneShot::Data, 3, 3);
         let lists = r.lists();
         assert_eq!((lists.data, lists.exist), (vec!["/a".to_string()], vec![]));
     }
@@ -696,10 +769,10 @@ mod tests {
         let (t1, _w1) = r.watch("/gone", OneShot::Data).unwrap();
         r.cancel(&t1);
         let (t2, w2) = r.watch("/dropped", OneShot::Child).unwrap();
-        r.arm(&t2, OneShot::Child, 0);
+        r.arm(&t2, OneShot::Child, 0, 0);
         drop(w2);
         let (t3, _w3) = r.watch("/kept", OneShot::Child).unwrap();
-        r.arm(&t3, OneShot::Child, 0);
+        r.arm(&t3, OneShot::Child, 0, 0);
         let (_t4, rx4) = r.listen("/r", AddWatchMode::PersistentRecursive).unwrap();
         let (_t5, _rx5) = r.listen("/p", AddWatchMode::Persistent).unwrap();
         let (_t6, _w6) = r.watch("/e", OneShot::Exist).unwrap();
@@ -724,8 +797,8 @@ mod tests {
         let mut r = Registry::default();
         let (td, mut data) = r.watch("/a", OneShot::Data).unwrap();
         let (tc, mut child) = r.watch("/a", OneShot::Child).unwrap();
-        r.arm(&td, OneShot::Data, 0);
-        r.arm(&tc, OneShot::Child, 0);
+        r.arm(&td, OneShot::Data, 0, 0);
+        r.arm(&tc, OneShot::Child, 0, 0);
         let (tp, mut per) = r.listen("/a", AddWatchMode::Persistent).unwrap();
         r.arm_listener(&tp, 0);
         assert_eq!(r.counts(), (2, 1));
@@ -744,7 +817,7 @@ mod tests {
     fn the_end_of_the_session_fails_every_watcher_and_later_registrations() {
         let mut r = Registry::default();
         let (t, mut w) = r.watch("/a", OneShot::Data).unwrap();
-        r.arm(&t, OneShot::Data, 0);
+        r.arm(&t, OneShot::Data, 0, 0);
         let (_t, mut pending) = r.watch("/b", OneShot::Exist).unwrap();
         let (_l, mut rx) = r.listen("/c", AddWatchMode::Persistent).unwrap();
         let expired = Error::Zk { code: corral_proto::ErrorCode::SessionExpired, message: "x".into() };
