@@ -10,10 +10,12 @@
 //! not synced, and returns (which ends the node until the nemesis restarts it).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use corral_client::{Client, CreateMode, CreateOptions, ErrorCode};
 use corral_server::api::member::Member;
 use corral_server::config::{Config, MemberAddr};
 use corral_server::raft::state_machine::TreeEvent;
@@ -411,6 +413,44 @@ impl Ensemble {
             madsim::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Runs `task` on a client node of its own, named `name`, at address `ip` (client code never
+/// runs on the test's main node), and returns its result.
+pub async fn on_node<T, F>(name: &str, ip: &str, task: F) -> T
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    Handle::current()
+        .create_node()
+        .name(name)
+        .ip(ip.parse().expect("an IP address"))
+        .build()
+        .spawn(task)
+        .await
+        .expect("a client node's task")
+}
+
+/// Every scenario's first step: from a client node of its own ("setup", 10.0.1.1), creates the
+/// persistent znodes `(path, data)` in order, retrying each every 200 ms until it exists. The
+/// ensemble may still be electing its first leader, and an attempt whose outcome was unknown
+/// may have created the node, so NodeExists counts as done.
+pub async fn setup_node(endpoints: Vec<String>, znodes: &[(&str, &[u8])]) {
+    let znodes: Vec<(String, Vec<u8>)> = znodes.iter().map(|(p, d)| (p.to_string(), d.to_vec())).collect();
+    on_node("setup", "10.0.1.1", async move {
+        let c = Client::builder(endpoints).request_timeout(Duration::from_secs(30)).connect().await.expect("a client");
+        for (path, data) in &znodes {
+            loop {
+                match c.create(path, data, CreateOptions::new(CreateMode::Persistent)).await {
+                    Ok(_) => break,
+                    Err(e) if e.code() == ErrorCode::NodeExists => break,
+                    Err(_) => madsim::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        }
+    })
+    .await;
 }
 
 /// Which faults a [`Nemesis`] may inject.

@@ -15,10 +15,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_client::{Client, CreateMode, CreateOptions, Error, ErrorCode};
+use corral_client::{Client, Error, ErrorCode};
 use corral_sim_tests::checker::{check, Call, Op, Outcome};
 use corral_sim_tests::harness;
-use corral_sim_tests::sim::{rand_below, Ensemble, Faults, Nemesis};
+use corral_sim_tests::sim::{on_node, rand_below, setup_node, Ensemble, Faults, Nemesis};
 use madsim::runtime::Handle;
 use parking_lot::Mutex;
 
@@ -72,27 +72,9 @@ async fn registers(mode: Mode) -> String {
     let endpoints = ensemble.endpoints();
     let handle = Handle::current();
 
-    // Set up the keys from a client node of its own.
-    let setup_endpoints = endpoints.clone();
-    handle
-        .create_node()
-        .name("setup")
-        .ip("10.0.1.1".parse().unwrap())
-        .build()
-        .spawn(async move {
-            let c = Client::builder(setup_endpoints).request_timeout(Duration::from_secs(30)).connect().await.unwrap();
-            for k in 0..KEYS {
-                loop {
-                    match c.create(&format!("/r{k}"), INITIAL.as_bytes(), CreateOptions::new(CreateMode::Persistent)).await {
-                        Ok(_) => break,
-                        Err(e) if e.code() == ErrorCode::NodeExists => break,
-                        Err(_) => madsim::time::sleep(Duration::from_millis(200)).await,
-                    }
-                }
-            }
-        })
-        .await
-        .unwrap();
+    let keys: Vec<String> = (0..KEYS).map(|k| format!("/r{k}")).collect();
+    let znodes: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), INITIAL.as_bytes())).collect();
+    setup_node(endpoints.clone(), &znodes).await;
 
     let start = madsim::time::Instant::now();
     let history = Arc::new(Mutex::new(Vec::<Op>::new()));
@@ -185,31 +167,24 @@ async fn registers(mode: Mode) -> String {
     }
 
     // Afterwards: a final linearizable read of every key, then the checks.
-    let final_endpoints = endpoints.clone();
     let final_history = history.clone();
-    handle
-        .create_node()
-        .name("final")
-        .ip("10.0.1.2".parse().unwrap())
-        .build()
-        .spawn(async move {
-            let c = Client::builder(final_endpoints).request_timeout(Duration::from_secs(30)).connect().await.unwrap();
-            let reader = c.linearizable();
-            for key in 0..KEYS {
-                let invoked = now_ns(start);
-                let (data, stat) = reader.get_data(&format!("/r{key}")).await.expect("final read");
-                final_history.lock().push(Op {
-                    client: usize::MAX,
-                    key,
-                    call: Call::Read,
-                    invoked,
-                    returned: now_ns(start),
-                    outcome: Outcome::Read { value: String::from_utf8_lossy(&data).into_owned(), version: stat.version },
-                });
-            }
-        })
-        .await
-        .unwrap();
+    on_node("final", "10.0.1.2", async move {
+        let c = Client::builder(endpoints).request_timeout(Duration::from_secs(30)).connect().await.unwrap();
+        let reader = c.linearizable();
+        for key in 0..KEYS {
+            let invoked = now_ns(start);
+            let (data, stat) = reader.get_data(&format!("/r{key}")).await.expect("final read");
+            final_history.lock().push(Op {
+                client: usize::MAX,
+                key,
+                call: Call::Read,
+                invoked,
+                returned: now_ns(start),
+                outcome: Outcome::Read { value: String::from_utf8_lossy(&data).into_owned(), version: stat.version },
+            });
+        }
+    })
+    .await;
 
     let history = history.lock().clone();
     let acked = history.iter().filter(|op| matches!(op.outcome, Outcome::Written { .. })).count();

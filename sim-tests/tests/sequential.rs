@@ -10,10 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_client::{Client, CreateMode, CreateOptions, ErrorCode};
+use corral_client::{Client, CreateMode, CreateOptions};
 use corral_sim_tests::harness;
 use corral_sim_tests::sequential::{check, Child, Created};
-use corral_sim_tests::sim::{rand_below, Ensemble, Faults, Nemesis};
+use corral_sim_tests::sim::{on_node, rand_below, setup_node, Ensemble, Faults, Nemesis};
 use madsim::runtime::Handle;
 use parking_lot::Mutex;
 
@@ -30,24 +30,7 @@ async fn sequential() -> String {
     let endpoints = ensemble.endpoints();
     let handle = Handle::current();
 
-    let setup = endpoints.clone();
-    handle
-        .create_node()
-        .name("setup")
-        .ip("10.0.1.1".parse().unwrap())
-        .build()
-        .spawn(async move {
-            let c = Client::builder(setup).request_timeout(Duration::from_secs(30)).connect().await.unwrap();
-            loop {
-                match c.create("/q", b"", CreateOptions::new(CreateMode::Persistent)).await {
-                    Ok(_) => break,
-                    Err(e) if e.code() == ErrorCode::NodeExists => break,
-                    Err(_) => madsim::time::sleep(Duration::from_millis(200)).await,
-                }
-            }
-        })
-        .await
-        .unwrap();
+    setup_node(endpoints.clone(), &[("/q", b"")]).await;
 
     let start = madsim::time::Instant::now();
     let attempts = Arc::new(Mutex::new(Vec::<Created>::new()));
@@ -83,24 +66,18 @@ async fn sequential() -> String {
     }
 
     // The final state, read linearizably after the faults are healed.
-    let children = handle
-        .create_node()
-        .name("final")
-        .ip("10.0.1.2".parse().unwrap())
-        .build()
-        .spawn(async move {
-            let c = Client::builder(endpoints).request_timeout(Duration::from_secs(30)).connect().await.unwrap();
-            let reader = c.linearizable();
-            let (names, _) = reader.get_children("/q").await.expect("final listing");
-            let mut children = Vec::new();
-            for name in names {
-                let (data, stat) = reader.get_data(&format!("/q/{name}")).await.expect("final read");
-                children.push(Child { name, czxid: stat.czxid, tag: String::from_utf8_lossy(&data).into_owned() });
-            }
-            children
-        })
-        .await
-        .unwrap();
+    let children = on_node("final", "10.0.1.2", async move {
+        let c = Client::builder(endpoints).request_timeout(Duration::from_secs(30)).connect().await.unwrap();
+        let reader = c.linearizable();
+        let (names, _) = reader.get_children("/q").await.expect("final listing");
+        let mut children = Vec::new();
+        for name in names {
+            let (data, stat) = reader.get_data(&format!("/q/{name}")).await.expect("final read");
+            children.push(Child { name, czxid: stat.czxid, tag: String::from_utf8_lossy(&data).into_owned() });
+        }
+        children
+    })
+    .await;
 
     let attempts = attempts.lock().clone();
     let acked = attempts.iter().filter(|a| matches!(a, Created::Acked { .. })).count();

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use corral_client::{Client, CreateMode, CreateOptions, ErrorCode, SessionState};
 use corral_sim_tests::harness;
-use corral_sim_tests::sim::{rand_below, Ensemble, Faults, Nemesis};
+use corral_sim_tests::sim::{rand_below, setup_node, Ensemble, Faults, Nemesis};
 use madsim::runtime::Handle;
 use parking_lot::Mutex;
 
@@ -51,24 +51,7 @@ async fn sessions() -> String {
     let endpoints = ensemble.endpoints();
     let handle = Handle::current();
 
-    let setup = endpoints.clone();
-    handle
-        .create_node()
-        .name("setup")
-        .ip("10.0.1.1".parse().unwrap())
-        .build()
-        .spawn(async move {
-            let c = Client::builder(setup).request_timeout(Duration::from_secs(30)).connect().await.unwrap();
-            loop {
-                match c.create("/e", b"", CreateOptions::new(CreateMode::Persistent)).await {
-                    Ok(_) => break,
-                    Err(e) if e.code() == ErrorCode::NodeExists => break,
-                    Err(_) => madsim::time::sleep(Duration::from_millis(200)).await,
-                }
-            }
-        })
-        .await
-        .unwrap();
+    setup_node(endpoints.clone(), &[("/e", b"")]).await;
 
     let start = madsim::time::Instant::now();
     let done = Arc::new(AtomicBool::new(false));
