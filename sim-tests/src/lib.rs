@@ -7,12 +7,14 @@
 //!
 //! - [`checker`]: the linearizability checker for versioned registers (pure).
 //! - [`sequential`]: the checker for concurrently created sequential nodes (pure).
+//! - [`watches`]: the checker for watch events against replies, per session (pure).
 //! - [`sim`]: simulated members with crash-able disks, the nemesis and the log audit; only under
 //!   `cfg(madsim)`.
 //! - [`harness`]: runs a scenario over seeds, deterministically (replaces `#[madsim::test]`).
 
 pub mod checker;
 pub mod sequential;
+pub mod watches;
 
 #[cfg(madsim)]
 pub mod harness;
