@@ -15,7 +15,11 @@
 //! 2. **Event before reply.** The member numbers its stream messages and stamps
 //!    each reply with how many it had queued (`event_seq`); the client holds
 //!    the reply until it has received that many, so a watch event always
-//!    arrives before a reply reflecting a later state ([`gate`]).
+//!    arrives before a reply reflecting a later state ([`gate`]). A reply the
+//!    stream can't vouch for (the stream broke or re-attached meanwhile, or
+//!    the member has no stream of the session) is a read done again on the
+//!    new stream, or a write held until a read on the new stream at or after
+//!    its zxid is through the gate (`Client::submit`).
 //! 3. **Reconnects carry the watches.** After the stream breaks, the task
 //!    re-attaches to the next member (rotating, with backoff after each full
 //!    round), sending its last seen zxid and every registered watch; the member
@@ -127,19 +131,25 @@ pub(crate) struct Link {
 /// Rule 2 of the module doc, as a pure decision: may a reply from
 /// `member_id`, stamped `event_seq`, that was sent while stream `sent_gen` was
 /// current, be delivered now?
+///
+/// A count of 0 means the member has no stream of the session (it counts the
+/// `Attached` it sends first): the stream is gone there, whether or not this
+/// side has noticed yet, and what it still owed is lost with it. Such a reply
+/// waits for the re-attach like one that arrives while the stream is broken.
 pub(crate) fn gate(link: &Link, member_id: u64, event_seq: u64, sent_gen: u64) -> bool {
-    if event_seq == 0 || member_id == 0 {
+    if member_id == 0 {
         return true;
     }
     match link.phase {
         // Watches have failed; there is nothing left to order against.
         Phase::Ended(_) => true,
-        // Stream broken: what it still owed us is fired again on re-attach
-        // (the client re-registers with a last zxid that doesn't include this
-        // reply), after which the reply may go.
+        // Stream broken: wait for the re-attach, which fires what was missed.
         Phase::Connecting | Phase::Disconnected => false,
+        // Sent before the re-attach: the caller reads again on the new stream,
+        // or (a write) waits for a read there (`Client::submit`).
         Phase::Connected if link.gen != sent_gen => true,
-        Phase::Connected => link.member_id != member_id || link.received >= event_seq,
+        Phase::Connected if link.member_id != member_id => true,
+        Phase::Connected => event_seq != 0 && link.received >= event_seq,
     }
 }
 
@@ -715,7 +725,7 @@ mod tests {
         let l = link(Phase::Connected, 3, 2, 5);
         assert!(gate(&l, 2, 5, 3), "everything it names has arrived");
         assert!(!gate(&l, 2, 6, 3), "one message still owed");
-        assert!(gate(&l, 2, 0, 3), "nothing queued");
+        assert!(!gate(&l, 2, 0, 3), "the member has no stream of the session: it broke there");
         assert!(gate(&l, 1, 9, 3), "another member's count says nothing about this stream");
         assert!(gate(&l, 0, 9, 3), "a reply without a member id");
         assert!(gate(&l, 2, 9, 2), "sent on an earlier stream: the re-attach fired what was missed");
