@@ -276,6 +276,19 @@ impl Member {
         &self.secret
     }
 
+    /// The leader as this member sees it. Never itself unless it leads a configuration it is a
+    /// voter of: openraft 0.9 keeps a leader that was removed from the ensemble "leading" with
+    /// no one left to replicate to, and what it proposed then would never commit.
+    pub fn leader(&self) -> Option<NodeId> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let in_membership = m.membership_config.membership().get_node(&self.id).is_some();
+        match m.current_leader {
+            Some(l) if l == self.id && (m.state != openraft::ServerState::Leader || !in_membership) => None,
+            other => other,
+        }
+    }
+
     /// Proposes `op` through the leader and returns its result and zxid once this
     /// member's replica has applied it.
     pub async fn write(&self, session_id: i64, auth: Vec<Id>, op: TxnOp) -> ForwardResponse {
@@ -285,7 +298,7 @@ impl Member {
             let Some(current) = op.take() else {
                 return Err(MemberError::Unavailable("internal: op consumed".into()));
             };
-            let leader = self.raft.metrics().borrow().current_leader;
+            let leader = self.leader();
             match leader {
                 Some(leader) if leader == self.id => {
                     match self.propose(session_id, auth.clone(), current.clone()).await {
@@ -395,7 +408,7 @@ impl Member {
     pub async fn read_index(&self) -> ReadIndexResponse {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         loop {
-            let leader = self.raft.metrics().borrow().current_leader;
+            let leader = self.leader();
             match leader {
                 Some(l) if l == self.id => match self.raft.get_read_log_id().await {
                     Ok((read, _applied)) => return Ok(read.map_or(0, |l| zxid::of(l.index, 0))),

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use corral_proto::ErrorCode;
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
-use openraft::ChangeMembers;
+use openraft::{ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
 
 use super::member::{ForwardFailure, Member, MemberError};
@@ -118,7 +118,7 @@ impl Member {
         change.validate()?;
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         loop {
-            let leader = self.raft.metrics().borrow().current_leader;
+            let leader = self.leader();
             match leader {
                 Some(leader) if leader == self.id => match self.change_membership_as_leader(change.clone()).await {
                     Err(MemberError::NotLeader(_)) => {}
@@ -154,6 +154,21 @@ impl Member {
     /// configuration the joint one leads to, and the next change finishes it. A change while
     /// another is still uncommitted gets ReconfigInProgress from openraft.
     async fn apply_change(&self, change: MembershipChange) -> MembershipResponse {
+        // Asked inside Raft, not of the metrics, which lag: a leader that committed its own
+        // removal keeps its leader state until its next tick, and openraft 0.9 must not be asked
+        // to change the membership then (a debug assertion; in release the removed leader would
+        // re-add itself as it went).
+        let id = self.id;
+        let leads = self
+            .raft
+            .with_raft_state(move |st| {
+                st.server_state == ServerState::Leader && st.membership_state.effective().membership().get_node(&id).is_some()
+            })
+            .await
+            .unwrap_or(false);
+        if !leads {
+            return Err(MemberError::NotLeader(format!("member {id} does not lead a configuration it is in")));
+        }
         let current = self.membership();
         let address = |id: &NodeId| current.voters.get(id).or_else(|| current.observers.get(id));
         let commit = match change {

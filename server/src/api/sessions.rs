@@ -9,10 +9,18 @@
 //!
 //! The same loop runs the leader's container and TTL sweeps as `Reap` entries.
 //!
+//! It also decides whether this member serves sessions at all. A member that is out of the
+//! ensemble's configuration (removed, or not yet added), or that has known no leader for longer
+//! than a tick (cut off from a majority), cannot keep its sessions alive: what it hears never
+//! reaches the leader. As a ZooKeeper server that leaves the quorum closes its client
+//! connections, it detaches every session here and refuses new ones until it serves again, so
+//! clients move to a member that can, well within their timeout (at least two ticks).
+//!
 //! Deadlines use the runtime's monotonic clock, which only the leader reads, and nothing
 //! about them enters the state machine except the decision to expire.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +35,8 @@ use crate::tree::TxnOp;
 #[derive(Default)]
 pub struct SessionTracker {
     state: Mutex<TrackerState>,
+    /// Whether this member is out of reach of the leader (see the module comment).
+    not_serving: AtomicBool,
 }
 
 #[derive(Default)]
@@ -44,6 +54,11 @@ struct TrackerState {
 }
 
 impl SessionTracker {
+    /// Whether sessions may attach to this member (ZooKeeper connections and session streams).
+    pub fn serving(&self) -> bool {
+        !self.not_serving.load(Ordering::Relaxed)
+    }
+
     /// Notes that a session was heard from on this member.
     pub fn touch(&self, session_id: i64) {
         if session_id != 0 {
@@ -67,13 +82,19 @@ fn period(tick_ms: u32) -> Duration {
 /// The session and sweep loop of one member; runs until the task is aborted.
 pub async fn run(member: Arc<Member>, tick_ms: u32, sweep_every: Duration) {
     let mut next_sweep = Instant::now() + sweep_every;
+    let mut leaderless_since: Option<Instant> = None;
     loop {
         tokio::time::sleep(period(tick_ms)).await;
-        let (leader, term) = {
-            let m = member.raft.metrics();
-            let m = m.borrow();
-            (m.current_leader, m.current_term)
+        let term = member.raft.metrics().borrow().current_term;
+        let leader = member.leader();
+        let in_configuration =
+            member.raft.metrics().borrow().membership_config.membership().get_node(&member.id).is_some();
+        leaderless_since = match leader {
+            Some(_) => None,
+            None => leaderless_since.or(Some(Instant::now())),
         };
+        let cut_off = leaderless_since.is_some_and(|t| t.elapsed() > Duration::from_millis(tick_ms as u64));
+        set_serving(&member, in_configuration && !cut_off);
         if leader == Some(member.id) {
             lead(&member, term);
             if Instant::now() >= next_sweep {
@@ -83,6 +104,18 @@ pub async fn run(member: Arc<Member>, tick_ms: u32, sweep_every: Duration) {
         } else {
             follow(&member, leader).await;
         }
+    }
+}
+
+/// Starts or stops serving sessions; on stopping, every session attached here is detached (its
+/// ZooKeeper connection closed, its stream ended), so that its client moves to another member.
+fn set_serving(member: &Member, serving: bool) {
+    let was = !member.sessions.not_serving.swap(!serving, Ordering::Relaxed);
+    if was && !serving {
+        tracing::info!(member = member.id, "out of the configuration or cut off from the leader: detaching every session");
+        member.state.watches.lock().drop_all();
+    } else if !was && serving {
+        tracing::info!(member = member.id, "serving sessions again");
     }
 }
 
