@@ -10,6 +10,8 @@
 //! - [`watches`]: the checker for watch events against replies, per session (pure).
 //! - [`sim`]: simulated members with crash-able disks, the nemesis and the log audit; only under
 //!   `cfg(madsim)`.
+//! - [`membership`]: an operator that removes voters and adds them back, as a fault; only under
+//!   `cfg(madsim)`.
 //! - [`harness`]: runs a scenario over seeds, deterministically (replaces `#[madsim::test]`).
 
 pub mod checker;
@@ -18,5 +20,7 @@ pub mod watches;
 
 #[cfg(madsim)]
 pub mod harness;
+#[cfg(madsim)]
+pub mod membership;
 #[cfg(madsim)]
 pub mod sim;

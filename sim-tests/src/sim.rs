@@ -21,6 +21,8 @@ use corral_server::config::{Config, MemberAddr};
 use corral_server::raft::state_machine::TreeEvent;
 use corral_server::server::Server;
 use corral_server::storage::{LogBackend, MemBackend};
+
+use crate::membership::{Change, Operator};
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use parking_lot::Mutex;
@@ -42,6 +44,8 @@ pub struct SimMember {
 pub struct Ensemble {
     pub members: Vec<SimMember>,
     pub audit: Audit,
+    /// Makes the membership changes the nemesis asks for (see [`crate::membership`]).
+    pub operator: Operator,
     /// How many active faults clog each directed member link (`(from, to)` member indexes), so
     /// that overlapping partitions heal independently.
     link_clogs: BTreeMap<(usize, usize), u32>,
@@ -237,7 +241,8 @@ impl Ensemble {
                 madsim::time::sleep(Duration::from_millis(50)).await;
             }
         });
-        Ensemble { members, audit, link_clogs: BTreeMap::new() }
+        let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+        Ensemble { members, audit, operator: Operator::new(&ids), link_clogs: BTreeMap::new() }
     }
 
     pub fn endpoints(&self) -> Vec<String> {
@@ -375,10 +380,12 @@ impl Ensemble {
         }
     }
 
-    /// Waits until every member is up and all have applied the same zxid and hold the same tree;
-    /// returns each member's (applied zxid, tree digest), or what they were at the deadline.
+    /// Waits until every membership change asked for is done (every member votes again), every
+    /// member is up, and all have applied the same zxid and hold the same tree; returns each
+    /// member's (applied zxid, tree digest), or what they were at the deadline.
     pub async fn converge(&self, within: Duration) -> Result<Vec<(u64, u64)>, String> {
         let deadline = madsim::time::Instant::now() + within;
+        self.operator.settle(within).await?;
         loop {
             let states: Vec<Option<(u64, u64)>> = self
                 .members
@@ -469,6 +476,8 @@ pub struct Faults {
     pub sync_failure: bool,
     /// Forward jumps of the (one, shared) simulated clock.
     pub clock_jump: bool,
+    /// A voter removed from the ensemble through the public API, and added back later.
+    pub membership: bool,
     /// At most this many faults at once.
     pub max_active: usize,
 }
@@ -485,6 +494,7 @@ impl Faults {
             lossy_network: true,
             sync_failure: true,
             clock_jump: true,
+            membership: true,
             max_active: 2,
         }
     }
@@ -501,6 +511,8 @@ enum Active {
     Partition(Vec<usize>),
     Lossy,
     SyncFailure(usize),
+    /// The member (by index) is out of the ensemble (or on its way out).
+    Removed(usize),
 }
 
 impl Active {
@@ -563,7 +575,7 @@ impl Nemesis {
         let lossy_active = self.active.iter().any(|(_, a)| matches!(a, Active::Lossy));
         let heal_at = madsim::time::Instant::now() + Duration::from_millis(200 + rand_below(3500));
         let f = self.faults;
-        let kind = rand_below(9);
+        let kind = rand_below(10);
         let fault = match kind {
             0 if f.crash && !free.is_empty() => {
                 let i = pick(&free);
@@ -619,6 +631,16 @@ impl Nemesis {
                 madsim::time::advance(jump);
                 return;
             }
+            // One member out at a time, and never below two voters.
+            9 if f.membership
+                && e.operator.voters().len() == n
+                && n >= 3
+                && !self.active.iter().any(|(_, a)| matches!(a, Active::Removed(_))) =>
+            {
+                let i = rand_below(n as u64) as usize;
+                e.operator.ask(Change::Remove(e.members[i].id));
+                Active::Removed(i)
+            }
             _ => return,
         };
         self.note(format!("inject {fault:?}"));
@@ -657,6 +679,10 @@ impl Nemesis {
             Active::Link { from, to } => e.unclog(from, to),
             Active::Partition(side) => e.unpartition(&side),
             Active::Lossy => NetSim::current().update_config(|c| *c = madsim::net::Config::default()),
+            Active::Removed(i) => {
+                let id = e.members[i].id;
+                e.operator.ask(Change::Add(id));
+            }
             Active::SyncFailure(i) => {
                 e.fail_syncs(i, 0);
                 // A member that stopped on the failure comes back as after a crash.
