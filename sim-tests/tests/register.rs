@@ -1,6 +1,6 @@
 //! Linearizable registers under crashes, restarts and partitions.
 //!
-//! Four clients read (linearizably), write and compare-and-set a few znodes while a nemesis
+//! Many clients read (linearizably), write and compare-and-set a few znodes while a nemesis
 //! works on the ensemble: in the first scenario one fault at a time (crash losing unsynced
 //! writes, isolation, a cut link); in the second, up to two overlapping faults of every kind the
 //! harness has (`sim::Faults::all`: also pauses, one-way isolation and links, random partitions,
@@ -8,8 +8,12 @@
 //! key; the audit must find committed entries identical across members and applied zxids
 //! strictly increasing; afterwards every member must hold the same tree at the same zxid.
 //!
-//! Run: `RUSTFLAGS="--cfg madsim" cargo test -p corral-sim-tests` (see docs/testing.md);
-//! `MADSIM_TEST_NUM=N` seeds, `MADSIM_TEST_SEED=S` to replay one.
+//! Each seed's history is thousands of operations: many clients with little think time over a
+//! long simulated run (simulated time is cheap, a seed's cost is its operations). Faults make
+//! clients wait (for a quorum, an election, a 3 s timeout), so the runs with more faults are
+//! longer.
+//!
+//! Run: see docs/testing.md; `MADSIM_TEST_NUM=N` seeds, `MADSIM_TEST_SEED=S` to replay one.
 #![cfg(madsim)]
 
 use std::sync::Arc;
@@ -23,8 +27,12 @@ use madsim::runtime::Handle;
 use parking_lot::Mutex;
 
 const KEYS: usize = 3;
-const CLIENTS: usize = 4;
-const WORKLOAD: Duration = Duration::from_secs(20);
+/// Clients, and how long they run, per scenario.
+const ONE_AT_A_TIME: (usize, Duration) = (16, Duration::from_secs(30));
+const COMBINED: (usize, Duration) = (32, Duration::from_secs(90));
+const LEADER_RESTARTS: (usize, Duration) = (32, Duration::from_secs(60));
+/// A client's pause between two operations: up to this many milliseconds.
+const THINK_MS: u64 = 5;
 const INITIAL: &str = "init";
 
 fn now_ns(start: madsim::time::Instant) -> u128 {
@@ -66,8 +74,11 @@ fn linearizable_registers_across_leader_restarts() {
 
 async fn registers(mode: Mode) -> String {
     let combined = mode == Mode::Combined;
-    // Leader restarts cost elections all along: a shorter run keeps the seed budget.
-    let workload = if mode == Mode::LeaderRestarts { WORKLOAD / 2 } else { WORKLOAD };
+    let (clients_n, workload) = match mode {
+        Mode::OneAtATime => ONE_AT_A_TIME,
+        Mode::Combined => COMBINED,
+        Mode::LeaderRestarts => LEADER_RESTARTS,
+    };
     let mut ensemble = Ensemble::start(3);
     let endpoints = ensemble.endpoints();
     let handle = Handle::current();
@@ -79,7 +90,7 @@ async fn registers(mode: Mode) -> String {
     let start = madsim::time::Instant::now();
     let history = Arc::new(Mutex::new(Vec::<Op>::new()));
     let mut clients = Vec::new();
-    for client in 0..CLIENTS {
+    for client in 0..clients_n {
         let (endpoints, history) = (endpoints.clone(), history.clone());
         let node = handle.create_node().name(format!("client-{client}")).ip(format!("10.0.2.{}", client + 1).parse().unwrap()).build();
         clients.push(node.spawn(async move {
@@ -119,7 +130,7 @@ async fn registers(mode: Mode) -> String {
                 if !(call == Call::Read && outcome == Outcome::Unknown) {
                     history.lock().push(Op { client, key, call, invoked, returned: now_ns(start), outcome });
                 }
-                madsim::time::sleep(Duration::from_millis(rand_below(20))).await;
+                madsim::time::sleep(Duration::from_millis(rand_below(THINK_MS))).await;
             }
         }));
     }
