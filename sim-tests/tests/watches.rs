@@ -31,9 +31,9 @@ use madsim::runtime::Handle;
 
 const PARENT: &str = "/w";
 const KEYS: [&str; 3] = ["/w/a", "/w/b", "/w/c"];
-const WATCHERS: usize = 4;
-const WRITERS: usize = 2;
-const WORKLOAD: Duration = Duration::from_secs(15);
+const WATCHERS: usize = 6;
+const WRITERS: usize = 4;
+const WORKLOAD: Duration = Duration::from_secs(30);
 const SESSION_TIMEOUT_MS: i32 = 6000;
 /// The one-shot watch calls; with a key, a slot holding at most one registration at a time.
 const METHODS: [&str; 3] = ["get_data_watch", "exists_watch", "get_children_watch"];
