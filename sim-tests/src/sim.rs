@@ -415,7 +415,10 @@ impl Ensemble {
                         None => format!("member {}: down", m.id),
                     })
                     .collect();
-                return Err(format!("members did not converge: {states:?}\n{raft:#?}"));
+                return Err(format!(
+                    "members did not converge: {states:?}\n{raft:#?}\nmembership changes: {:#?}",
+                    self.operator.log()
+                ));
             }
             madsim::time::sleep(Duration::from_millis(100)).await;
         }

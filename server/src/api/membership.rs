@@ -169,6 +169,17 @@ impl Member {
         if !leads {
             return Err(MemberError::NotLeader(format!("member {id} does not lead a configuration it is in")));
         }
+        // A quorum confirms the leadership first: a deposed leader cut off from the others still
+        // believes it leads, and would answer from its stale membership (an "already a voter"
+        // for a member the others removed meanwhile; found by the simulator).
+        if let Err(e) = self.raft.ensure_linearizable().await {
+            return Err(match e {
+                RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(_)) => {
+                    MemberError::NotLeader(format!("member {id} lost the leadership: {e}"))
+                }
+                e => MemberError::Unavailable(format!("member {id} could not confirm its leadership: {e}")),
+            });
+        }
         let current = self.membership();
         let address = |id: &NodeId| current.voters.get(id).or_else(|| current.observers.get(id));
         let commit = match change {
