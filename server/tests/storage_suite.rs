@@ -211,6 +211,34 @@ fn crash_then_restart_replays_committed_log_after_snapshot() -> Result<(), Stora
     })
 }
 
+/// A leader replicates and commits entries while it syncs them itself (vendor/README.md), so the
+/// commit index it saved may point past its durable log when it crashes: the recovered commit
+/// point is the last entry on disk, and the restart re-applies up to it instead of failing on
+/// entries it does not have.
+#[test]
+fn a_commit_index_past_the_durable_log_recovers_as_its_last_entry() -> Result<(), StorageError> {
+    rt().block_on(async {
+        let backend = MemBackend::new();
+        let entries = history(20);
+        {
+            let (mut log, _sm) = open(Arc::new(backend.clone()))?;
+            log.save_vote(&Vote::new(1, 1)).await?;
+            log.blocking_append(entries[..15].to_vec()).await?;
+            // Committed by the followers up to 20; the vote write below makes the index durable.
+            log.save_committed(Some(log_id(1, 20))).await?;
+            log.save_vote(&Vote::new(2, 1)).await?;
+        }
+        backend.crash();
+        let (mut log, mut sm) = open(Arc::new(backend.clone()))?;
+        assert_eq!(log.get_log_state().await?.last_log_id, Some(log_id(1, 14)));
+        assert_eq!(log.read_committed().await?, Some(log_id(1, 14)));
+        let state = StorageHelper::new(&mut log, &mut sm).get_initial_state().await?;
+        assert_eq!(state.committed, Some(log_id(1, 14)));
+        assert_eq!(sm.shared().applied_zxid(), zxid::of(14, 0));
+        Ok(())
+    })
+}
+
 type Opener = fn(&std::path::Path) -> Result<Arc<dyn LogBackend>, BackendError>;
 
 /// The durable backends, by name, opened on a directory.

@@ -200,9 +200,9 @@ struct Proposal {
     reply: oneshot::Sender<Result<(TxnResult, u64), ProposeError>>,
 }
 
-/// Log entries proposed at once by one member. openraft syncs the leader's appends one at a
-/// time, so a few entries in flight keep the disk and the followers busy while writes that
-/// arrive meanwhile gather into the next entry.
+/// Log entries proposed at once by one member: a few in flight keep the disks and the
+/// followers busy (the leader replicates an entry while it syncs it, see vendor/README.md) while
+/// writes that arrive meanwhile gather into the next entry.
 const ENTRIES_IN_FLIGHT: usize = 4;
 /// Payload bytes one entry gathers at most (it still takes at least one txn).
 const BATCH_BYTES: usize = 1024 * 1024;

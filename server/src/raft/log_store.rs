@@ -151,8 +151,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
     }
 
+    // The leader replicates and commits entries while it syncs them itself (vendor/README.md), so
+    // it may have saved a commit index beyond what reached its disk before it crashed. Every
+    // entry of its log up to that index was committed (the log is the prefix the commit index was
+    // taken from), so the commit point to recover is the lesser of the two; the rest is on a
+    // quorum of the others.
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        self.backend.read_committed().map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, e))
+        let read = |e| io_err(ErrorSubject::Store, ErrorVerb::Read, e);
+        let committed = self.backend.read_committed().map_err(read)?;
+        let last_log_id = self.get_log_state().await?.last_log_id;
+        Ok(match (committed, last_log_id) {
+            (Some(c), Some(last)) if last.index < c.index => Some(last),
+            (Some(_), None) => None,
+            (c, _) => c,
+        })
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
