@@ -249,13 +249,15 @@ impl Ensemble {
         self.members.iter().map(|m| member_addr(m.id)).collect()
     }
 
-    /// Power loss: the node stops at once and its disk keeps only what was synced.
+    /// Power loss: the node stops at once and its disk keeps what was synced and, as the seed
+    /// decides, a prefix of what was written since, the last of it possibly torn
+    /// (`MemBackend::crash_tearing`).
     pub fn crash(&mut self, i: usize) {
         let m = &mut self.members[i];
         Handle::current().kill(m.node.id());
         *m.running.lock() = None;
         m.disk.fail_syncs(0);
-        m.disk.crash();
+        m.disk.crash_tearing(|n| rand_below(n as u64) as usize);
         m.up = false;
         m.paused = false;
     }

@@ -101,6 +101,28 @@ impl MemBackend {
         st.current = st.durable.clone();
     }
 
+    /// Power loss that tears: as [`MemBackend::crash`], except that some of what was written
+    /// since the last sync had reached the disk anyway. `below(n)` picks a number in `0..n` (the
+    /// simulator passes its seeded generator): how many of the unsynced writes survive, in the
+    /// order they were made (the log is append-only), and, when the last survivor is an append of
+    /// several entries, how many of them it kept beyond the first (a torn write; a partly written
+    /// entry fails its checksum in a real log and is dropped, so entries survive whole).
+    pub fn crash_tearing(&self, mut below: impl FnMut(usize) -> usize) {
+        let mut st = self.state.lock();
+        let st = &mut *st;
+        let mut reached = std::mem::take(&mut st.unsynced);
+        let survivors = below(reached.len() + 1).min(reached.len());
+        reached.truncate(survivors);
+        if let Some(Write::Append(entries)) = reached.last_mut() {
+            let kept = below(entries.len()).min(entries.len().saturating_sub(1)) + 1;
+            entries.truncate(kept);
+        }
+        for w in &reached {
+            st.durable.apply(w);
+        }
+        st.current = st.durable.clone();
+    }
+
     /// How many durable syncs have happened (one per appended batch, vote, truncate, purge or
     /// snapshot): lets tests check group commit.
     pub fn sync_count(&self) -> u64 {
@@ -231,6 +253,32 @@ mod tests {
         assert_eq!(b.sync_count(), 1);
         b.save_committed(Some(log_id(1, 99))).unwrap();
         assert_eq!(b.sync_count(), 1);
+    }
+
+    #[test]
+    fn a_tearing_crash_keeps_a_prefix_of_the_unsynced_writes() {
+        let b = MemBackend::new();
+        b.append(&entries(1..3)).unwrap();
+        b.write_entries(&entries(3..6)).unwrap();
+        b.write_entries(&entries(6..9)).unwrap();
+        b.save_committed(Some(log_id(1, 8))).unwrap();
+        // Three unsynced writes; the first two reach the disk, the second torn after 2 entries.
+        let mut picks = vec![2, 1].into_iter();
+        b.crash_tearing(|n| {
+            let pick = picks.next().unwrap();
+            assert!(pick < n);
+            pick
+        });
+        let indexes: Vec<u64> = b.read_range(0, 100).unwrap().into_iter().map(|(i, _)| i).collect();
+        assert_eq!(indexes, vec![1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(b.read_committed().unwrap(), None, "the commit write came later: lost");
+        // What survived is durable now; nothing more is lost at the next crash.
+        b.crash();
+        assert_eq!(b.read_range(0, 100).unwrap().len(), 7);
+        // Nothing reached the disk: the same as a plain crash.
+        b.write_entries(&entries(8..10)).unwrap();
+        b.crash_tearing(|_| 0);
+        assert_eq!(b.read_range(0, 100).unwrap().len(), 7);
     }
 
     #[test]
