@@ -35,6 +35,22 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name} must be a number")))
 }
 
+/// Simulated time a seed may take: the longest scenario takes a few minutes even under
+/// faults.
+const SIMULATED_LIMIT: std::time::Duration = std::time::Duration::from_secs(1800);
+
+/// Runs `scenario` for each of `seeds`: seeds kept as regression tests (see docs/testing.md).
+/// The environment's range is not used, but the determinism check is.
+pub fn run_seeds<F>(seeds: &[u64], scenario: fn() -> F)
+where
+    F: Future<Output = String> + 'static,
+{
+    let check = std::env::var_os("MADSIM_TEST_CHECK_DETERMINISM").is_some();
+    for &seed in seeds {
+        run_checked(seed, scenario, check);
+    }
+}
+
 /// Runs `scenario` for every seed of the environment's range; it returns a summary of its run
 /// (part of the determinism fingerprint). Panics with the seed on the first failing one.
 pub fn run<F>(scenario: fn() -> F)
@@ -47,13 +63,20 @@ where
     let count = env_u64("MADSIM_TEST_NUM").unwrap_or(1);
     let check = std::env::var_os("MADSIM_TEST_CHECK_DETERMINISM").is_some();
     for seed in first..first + count {
-        let one = run_seed(seed, scenario);
-        if check {
-            let two = run_seed(seed, scenario);
-            if one != two {
-                eprintln!("note: run with `MADSIM_TEST_SEED={seed}` environment variable to reproduce this error");
-                panic!("seed {seed} is not deterministic:\n first run:  {one:?}\n second run: {two:?}");
-            }
+        run_checked(seed, scenario, check);
+    }
+}
+
+fn run_checked<F>(seed: u64, scenario: fn() -> F, check: bool)
+where
+    F: Future<Output = String> + 'static,
+{
+    let one = run_seed(seed, scenario);
+    if check {
+        let two = run_seed(seed, scenario);
+        if one != two {
+            eprintln!("note: run with `MADSIM_TEST_SEED={seed}` environment variable to reproduce this error");
+            panic!("seed {seed} is not deterministic:\n first run:  {one:?}\n second run: {two:?}");
         }
     }
 }
@@ -77,7 +100,11 @@ where
                 let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
                 rt.block_on(async move {
                     let start = madsim::time::Instant::now();
-                    let outcome = scenario().await;
+                    // A run that never ends is a failure too (a stalled proposer once kept a
+                    // scenario's last client retrying forever), not a CI job that times out.
+                    let Ok(outcome) = madsim::time::timeout(SIMULATED_LIMIT, scenario()).await else {
+                        panic!("seed {seed} did not finish within {SIMULATED_LIMIT:?} of simulated time");
+                    };
                     let simulated = start.elapsed();
                     Fingerprint { simulated, final_draw: madsim::rand::random::<u64>(), outcome }
                 })

@@ -204,6 +204,12 @@ struct Proposal {
 /// followers busy (the leader replicates an entry while it syncs it, see vendor/README.md) while
 /// writes that arrive meanwhile gather into the next entry.
 const ENTRIES_IN_FLIGHT: usize = 4;
+/// How long an entry may hold its proposal slot. openraft 0.9 answers a write once its entry
+/// is applied or cut from this member's log; an entry that leaves the log another way is never
+/// answered, and four such entries stalled every later write on a healthy leader (found by the
+/// simulator: watches scenario, seed 5027 of the soak). Past this, the entry's writes are
+/// reported with an unknown outcome (ConnectionLoss, as ZooKeeper does) and the slot is freed.
+const PROPOSAL_WAIT: Duration = Duration::from_secs(10);
 /// Payload bytes one entry gathers at most (it still takes at least one txn).
 const BATCH_BYTES: usize = 1024 * 1024;
 
@@ -221,8 +227,18 @@ async fn propose_batches(raft: Raft, mut queue: mpsc::UnboundedReceiver<Proposal
         tokio::spawn(async move {
             let (txns, replies): (Vec<Txn>, Vec<_>) = batch.into_iter().map(|p| (p.txn, p.reply)).unzip();
             let n = txns.len();
-            let outcome = raft.client_write(Batch { txns }).await;
+            let outcome = tokio::time::timeout(PROPOSAL_WAIT, raft.client_write(Batch { txns })).await;
             drop(slot);
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    let e = format!("the entry was not answered within {PROPOSAL_WAIT:?}: outcome unknown");
+                    for reply in replies {
+                        let _ = reply.send(Err(ProposeError::Fatal(e.clone())));
+                    }
+                    return;
+                }
+            };
             match outcome {
                 Ok(resp) if resp.data.results.len() == n => {
                     let index = resp.log_id.index;
