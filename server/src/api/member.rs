@@ -229,39 +229,25 @@ async fn propose_batches(raft: Raft, mut queue: mpsc::UnboundedReceiver<Proposal
             let n = txns.len();
             let outcome = tokio::time::timeout(PROPOSAL_WAIT, raft.client_write(Batch { txns })).await;
             drop(slot);
-            let outcome = match outcome {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    let e = format!("the entry was not answered within {PROPOSAL_WAIT:?}: outcome unknown");
-                    for reply in replies {
-                        let _ = reply.send(Err(ProposeError::Fatal(e.clone())));
-                    }
-                    return;
-                }
-            };
-            match outcome {
-                Ok(resp) if resp.data.results.len() == n => {
+            let failure = match outcome {
+                Ok(Ok(resp)) if resp.data.results.len() == n => {
                     let index = resp.log_id.index;
                     for (position, (reply, result)) in replies.into_iter().zip(resp.data.results).enumerate() {
                         let _ = reply.send(Ok((result, zxid::of(index, position))));
                     }
+                    return;
                 }
-                Ok(resp) => {
-                    let e = format!("entry {} answered {} results for {n} txns", resp.log_id, resp.data.results.len());
-                    for reply in replies {
-                        let _ = reply.send(Err(ProposeError::Fatal(e.clone())));
-                    }
-                }
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(ProposeError::NotLeader));
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(ProposeError::Fatal(e.to_string())));
-                    }
-                }
+                Ok(Ok(resp)) => ProposeError::Fatal(format!(
+                    "entry {} answered {} results for {n} txns",
+                    resp.log_id,
+                    resp.data.results.len()
+                )),
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => ProposeError::NotLeader,
+                Ok(Err(e)) => ProposeError::Fatal(e.to_string()),
+                Err(_) => ProposeError::Fatal(format!("the entry was not answered within {PROPOSAL_WAIT:?}: outcome unknown")),
+            };
+            for reply in replies {
+                let _ = reply.send(Err(failure.clone()));
             }
         });
     }
@@ -530,7 +516,7 @@ fn never_sent(status: &tonic::Status) -> bool {
 }
 
 /// Why a proposal on this member did not go through.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum ProposeError {
     NotLeader,
     Fatal(String),
