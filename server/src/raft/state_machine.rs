@@ -4,8 +4,11 @@
 //!
 //! The tree lives in memory and is made durable by snapshots alone: a restarted member loads
 //! the latest snapshot ([`StateMachine::open`]) and openraft re-applies the committed log after
-//! it. Snapshot bytes are a versioned envelope around `DataTree::to_snapshot`, carrying the last
-//! applied log id and membership so that the bytes alone rebuild the whole state machine.
+//! it. Snapshot bytes are a versioned envelope around the tree's snapshot format
+//! (`DataTree::to_snapshot`), carrying the last applied log id and membership so that the bytes
+//! alone rebuild the whole state machine. A build copies the tree out a part at a time while
+//! applies go on (`DataTree::begin_snapshot`), then encodes and stores it on a blocking thread:
+//! a snapshot of a million nodes must not stall writes for the second it takes.
 //!
 //! ## Lock order
 //! `Inner::snapshot_lock` before `SharedState::tree`, never the reverse; the subscriber list is
@@ -24,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::types::{zxid, Entry, LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::storage::{BackendError, LogBackend, StoredSnapshot};
-use crate::tree::{DataTree, TxnOp, WatchEvent};
+use crate::tree::{DataTree, SnapshotAbandoned, SnapshotWriter, TxnOp, WatchEvent};
 use crate::watch::{SessionEnd, Watches};
 
 /// The replicated state as of `last_applied`.
@@ -137,13 +140,16 @@ pub struct StateMachine {
 struct Inner {
     shared: Arc<SharedState>,
     backend: Arc<dyn LogBackend>,
-    // Serializes storing snapshots, so a slow build never overwrites a newer installed one.
-    snapshot_lock: Mutex<()>,
+    // Serializes storing snapshots, so a slow build never overwrites a newer installed one;
+    // holds the last log id of the snapshot stored now.
+    snapshot_lock: Mutex<Option<LogId>>,
+    // One build at a time: the tree keeps one snapshot in progress.
+    build_lock: tokio::sync::Mutex<()>,
     // Makes snapshot ids unique within this process.
     snapshot_seq: AtomicU64,
 }
 
-/// Builds snapshots in the background, holding only a read lock while serializing the tree.
+/// Builds snapshots in the background (see the module doc).
 pub struct SnapshotBuilder {
     inner: Arc<Inner>,
 }
@@ -176,9 +182,10 @@ impl StateMachine {
         };
         Ok(StateMachine {
             inner: Arc::new(Inner {
+                snapshot_lock: Mutex::new(state.last_applied),
                 shared: Arc::new(SharedState::new(state)),
                 backend,
-                snapshot_lock: Mutex::new(()),
+                build_lock: tokio::sync::Mutex::new(()),
                 snapshot_seq: AtomicU64::new(0),
             }),
         })
@@ -202,14 +209,14 @@ struct Header {
 
 /// `MAGIC | version: u32 LE | header length: u32 LE | bincode(Header) | tree snapshot`. The tree
 /// bytes go last and raw so that they are copied once, not re-encoded.
-fn encode_envelope(header: &Header, tree: &[u8]) -> Result<Vec<u8>, BackendError> {
+fn encode_envelope(header: &Header, tree: SnapshotWriter) -> Result<Vec<u8>, BackendError> {
     let header = bincode::serialize(header)?;
-    let mut out = Vec::with_capacity(16 + header.len() + tree.len());
+    let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&ENVELOPE_VERSION.to_le_bytes());
     out.extend_from_slice(&(header.len() as u32).to_le_bytes());
     out.extend_from_slice(&header);
-    out.extend_from_slice(tree);
+    tree.finish_into(&mut out);
     Ok(out)
 }
 
@@ -239,33 +246,111 @@ fn snapshot_err(meta: Option<&SnapshotMeta>, verb: ErrorVerb, e: BackendError) -
 impl Inner {
     /// Stores `snapshot` unless a newer one is already stored.
     fn save_if_newer(&self, snapshot: &StoredSnapshot) -> Result<(), BackendError> {
-        let _guard = self.snapshot_lock.lock();
-        if let Some(stored) = self.backend.load_snapshot()? {
-            if stored.meta.last_log_id > snapshot.meta.last_log_id {
-                return Ok(());
+        let mut stored = self.snapshot_lock.lock();
+        if *stored > snapshot.meta.last_log_id {
+            return Ok(());
+        }
+        self.backend.save_snapshot(snapshot)?;
+        *stored = snapshot.meta.last_log_id;
+        Ok(())
+    }
+}
+
+/// Nodes copied per read-lock hold while a snapshot is built: small enough that a write waits
+/// about a millisecond for the lock, large enough that a million nodes take a few hundred holds.
+/// The simulator's trees are small: tiny parts there make its applies and snapshot installs
+/// interleave with a build.
+const SNAPSHOT_PART_NODES: usize = if cfg!(madsim) { 8 } else { 4096 };
+
+/// Ends the tree's snapshot in progress however the build ends (done, abandoned, cancelled),
+/// so the tree stops keeping the nodes it replaced.
+struct TreeCopy<'a> {
+    shared: &'a SharedState,
+    // Some until the copy is done.
+    writer: Option<SnapshotWriter>,
+}
+
+impl TreeCopy<'_> {
+    fn end(&mut self) -> Option<SnapshotWriter> {
+        let writer = self.writer.take()?;
+        self.shared.tree.write().tree.end_snapshot(&writer);
+        Some(writer)
+    }
+}
+
+impl Drop for TreeCopy<'_> {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+impl SnapshotBuilder {
+    /// The tree's snapshot bytes with the log position and membership they are as of. Copied a
+    /// part at a time under the read lock, letting applies in between (a million nodes took
+    /// over a second under one lock hold, stalling every write for that long); the tree keeps
+    /// what those applies replace, so the copy is still the tree at one point.
+    async fn copy_tree(&self) -> (Header, SnapshotWriter) {
+        let shared = &*self.inner.shared;
+        'begin: loop {
+            let (header, writer) = {
+                let mut st = shared.tree.write();
+                let header = Header { last_applied: st.last_applied, membership: st.membership.clone() };
+                (header, st.tree.begin_snapshot())
+            };
+            let mut copy = TreeCopy { shared, writer: Some(writer) };
+            while let Some(writer) = copy.writer.as_mut() {
+                let part = shared.read().tree.write_snapshot_part(writer, SNAPSHOT_PART_NODES);
+                match part {
+                    Ok(true) => {
+                        if let Some(writer) = copy.end() {
+                            return (header, writer);
+                        }
+                    }
+                    Ok(false) => tokio::task::yield_now().await,
+                    // A snapshot from the leader replaced the tree meanwhile: copy the new one.
+                    Err(SnapshotAbandoned) => continue 'begin,
+                }
             }
         }
-        self.backend.save_snapshot(snapshot)
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (header, tree) = {
-            let st = self.inner.shared.read();
-            let header = Header { last_applied: st.last_applied, membership: st.membership.clone() };
-            (header, st.tree.to_snapshot())
-        };
-        let data = encode_envelope(&header, &tree).map_err(|e| snapshot_err(None, ErrorVerb::Write, e))?;
-        drop(tree);
+        let _one_build = self.inner.build_lock.lock().await;
+        let started = tokio::time::Instant::now();
+        let (header, tree) = self.copy_tree().await;
+        let copied = started.elapsed();
         let seq = self.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match header.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, seq),
             None => format!("0-0-{seq}"),
         };
-        let meta = SnapshotMeta { last_log_id: header.last_applied, last_membership: header.membership, snapshot_id };
-        let stored = StoredSnapshot { meta, data };
-        self.inner.save_if_newer(&stored).map_err(|e| snapshot_err(Some(&stored.meta), ErrorVerb::Write, e))?;
+        let meta = SnapshotMeta { last_log_id: header.last_applied, last_membership: header.membership.clone(), snapshot_id };
+        // Encoding and the durable write of tens of megabytes stay off the async workers.
+        let inner = self.inner.clone();
+        let save_meta = meta.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            let data = encode_envelope(&header, tree)?;
+            let stored = StoredSnapshot { meta: save_meta, data };
+            inner.save_if_newer(&stored)?;
+            Ok::<_, BackendError>(stored)
+        })
+        .await;
+        let stored = match saved {
+            Ok(result) => result.map_err(|e| snapshot_err(Some(&meta), ErrorVerb::Write, e))?,
+            Err(join) => {
+                let e = BackendError::Io(std::io::Error::other(format!("snapshot save task failed: {join}")));
+                return Err(snapshot_err(Some(&meta), ErrorVerb::Write, e));
+            }
+        };
+        tracing::info!(
+            snapshot = %stored.meta.snapshot_id,
+            bytes = stored.data.len(),
+            copy_ms = copied.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "snapshot built and stored"
+        );
         Ok(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) })
     }
 }
@@ -375,8 +460,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         {
             // Persist before swapping: once the tree moves past the log, a crash must find the
             // snapshot on disk.
-            let _guard = self.inner.snapshot_lock.lock();
+            let mut stored = self.inner.snapshot_lock.lock();
             self.inner.backend.save_snapshot(&StoredSnapshot { meta: meta.clone(), data }).map_err(err)?;
+            *stored = meta.last_log_id;
             let mut st = self.inner.shared.tree.write();
             *st = TreeState { tree, last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
             zxid = st.applied_zxid();

@@ -71,6 +71,8 @@ pub type Result<T, E = BackendError> = std::result::Result<T, E>;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredSnapshot {
     pub meta: SnapshotMeta,
+    // One block, not byte by byte (the same bytes in bincode): a snapshot may be a hundred MiB.
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 

@@ -32,7 +32,7 @@ pub(crate) use acl::check_acl;
 pub(crate) use acl::fixup_acl;
 pub use node::{CONTAINER_EPHEMERAL_OWNER, MAX_TTL_MS, TTL_EPHEMERAL_MASK};
 pub use path::{validate_create_path, validate_path};
-pub use snapshot::SnapshotError;
+pub use snapshot::{SnapshotAbandoned, SnapshotError, SnapshotWriter};
 pub use txn::*;
 
 use acl::AclCache;
@@ -78,6 +78,9 @@ pub struct DataTree {
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
     acls: AclCache,
+    /// Set while a [`SnapshotWriter`] copies the tree out piece by piece: what each node changed
+    /// since then looked like when the snapshot began. Local bookkeeping, not state.
+    frozen: Option<snapshot::Frozen>,
 }
 
 impl std::fmt::Debug for DataTree {
@@ -139,6 +142,7 @@ impl DataTree {
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
             acls: AclCache::default(),
+            frozen: None,
         }
     }
 
@@ -304,7 +308,19 @@ impl DataTree {
     }
 
     fn node_mut(&mut self, path: &str) -> Option<&mut Node> {
-        self.nodes.get_mut(&node_key(path)[..])
+        let key = node_key(path);
+        self.remember(&key);
+        self.nodes.get_mut(&key[..])
+    }
+
+    /// Before a node changes while a snapshot is being written: keeps the node as it was when
+    /// the snapshot began (the first change only), so the snapshot still sees that version.
+    fn remember(&mut self, key: &[u8]) {
+        if let Some(frozen) = &mut self.frozen {
+            if !frozen.before.contains_key(key) {
+                frozen.before.insert(key.into(), self.nodes.get(key).cloned());
+            }
+        }
     }
 
     fn readable(&self, path: &str, auth: &[Id]) -> Result<&Node, ErrorCode> {
@@ -343,12 +359,16 @@ impl DataTree {
                 self.ttls.insert(path.to_owned());
             }
         }
-        self.nodes.insert(node_key(path).into_boxed_slice(), node);
+        let key = node_key(path);
+        self.remember(&key);
+        self.nodes.insert(key.into_boxed_slice(), node);
     }
 
     /// Removes a node and its index entries. The parent's bookkeeping is the caller's.
     fn remove_node(&mut self, path: &str) -> Option<Node> {
-        let node = self.nodes.remove(&node_key(path)[..])?;
+        let key = node_key(path);
+        self.remember(&key);
+        let node = self.nodes.remove(&key[..])?;
         match owner_kind(node.meta.ephemeral_owner) {
             OwnerKind::Void => {}
             OwnerKind::Session(s) => {

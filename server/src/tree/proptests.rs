@@ -373,3 +373,67 @@ proptest! {
         prop_assert_eq!(owned, listed);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// A snapshot copied out a few nodes at a time while writes go on is the tree as it was
+    /// when the snapshot began, byte for byte.
+    #[test]
+    fn a_snapshot_written_in_parts_is_the_tree_at_its_begin_whatever_changes_meanwhile(
+        before in prop::collection::vec(wide(), 0..30),
+        during in prop::collection::vec((wide(), 1..4usize), 0..30),
+    ) {
+        let mut tree = DataTree::with_max_data_len(4);
+        let mut sessions: Vec<i64> = Vec::new();
+        let mut zxid = 0;
+        let mut apply = |tree: &mut DataTree, w: &Wide| {
+            zxid += 1;
+            let (session_id, op) = wide_op(w, &sessions);
+            let applied = tree.apply(zxid, &Txn { time_ms: zxid as i64, session_id, auth: vec![], op });
+            if let Ok(OpOutcome::SessionCreated { session_id, .. }) = applied.result {
+                sessions.push(session_id);
+            }
+        };
+        for w in &before {
+            apply(&mut tree, w);
+        }
+        let expected = tree.to_snapshot();
+        let mut writer = tree.begin_snapshot();
+        let mut done = false;
+        for (w, part) in &during {
+            apply(&mut tree, w);
+            if !done {
+                done = tree.write_snapshot_part(&mut writer, *part).unwrap();
+            }
+        }
+        while !done {
+            done = tree.write_snapshot_part(&mut writer, 1).unwrap();
+        }
+        tree.end_snapshot(&writer);
+        prop_assert!(tree.frozen.is_none());
+        prop_assert_eq!(writer.finish(), expected);
+        // The tree itself is untouched by the copying.
+        check_invariants(&tree);
+        prop_assert!(DataTree::from_snapshot(&tree.to_snapshot()).unwrap() == tree);
+    }
+}
+
+#[test]
+fn a_second_snapshot_or_a_replaced_tree_abandons_the_first() {
+    let mut tree = DataTree::new();
+    let mut first = tree.begin_snapshot();
+    let mut second = tree.begin_snapshot();
+    assert!(tree.write_snapshot_part(&mut first, 10).is_err());
+    assert_eq!(tree.write_snapshot_part(&mut second, 100), Ok(true));
+    // A finished writer cannot be fed again, and ending the abandoned one leaves the other be.
+    tree.end_snapshot(&first);
+    assert!(tree.frozen.is_some());
+    tree.end_snapshot(&second);
+    assert!(tree.frozen.is_none());
+    assert_eq!(second.finish(), tree.to_snapshot());
+
+    let mut writer = tree.begin_snapshot();
+    let replaced = DataTree::from_snapshot(&tree.to_snapshot()).unwrap();
+    assert!(replaced.write_snapshot_part(&mut writer, 10).is_err());
+}

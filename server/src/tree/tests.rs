@@ -1067,9 +1067,9 @@ fn snapshot_rejects_bad_magic_version_and_corruption() {
     let mut bad_magic = bytes.clone();
     bad_magic[0] ^= 0xFF;
     assert_eq!(DataTree::from_snapshot(&bad_magic), Err(SnapshotError::BadMagic));
-    let mut v2 = bytes.clone();
-    v2[8..12].copy_from_slice(&2u32.to_le_bytes());
-    assert_eq!(DataTree::from_snapshot(&v2), Err(SnapshotError::UnsupportedVersion(2)));
+    let mut v3 = bytes.clone();
+    v3[8..12].copy_from_slice(&3u32.to_le_bytes());
+    assert_eq!(DataTree::from_snapshot(&v3), Err(SnapshotError::UnsupportedVersion(3)));
     assert!(matches!(DataTree::from_snapshot(&bytes[..10]), Err(SnapshotError::Corrupt(_))));
     assert!(matches!(DataTree::from_snapshot(&bytes[..bytes.len() - 1]), Err(SnapshotError::Corrupt(_))));
     let mut flipped = bytes.clone();
@@ -1083,10 +1083,24 @@ fn snapshot_rejects_bad_magic_version_and_corruption() {
 
 /// Re-checksums a hand-edited body, to exercise the structural checks behind the checksum.
 fn with_valid_checksum(mut bytes: Vec<u8>) -> Vec<u8> {
-    let mut h = snapshot::Fnv64::new();
-    snapshot::fnv_put(&mut h, &bytes[20..]);
-    bytes[12..20].copy_from_slice(&h.finish().to_le_bytes());
+    let crc = u64::from(crc32fast::hash(&bytes[20..]));
+    bytes[12..20].copy_from_slice(&crc.to_le_bytes());
     bytes
+}
+
+#[test]
+fn a_version_1_snapshot_with_its_fnv_checksum_still_loads() {
+    let tree = busy_harness().tree;
+    let mut v1 = tree.to_snapshot();
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let mut h = snapshot::Fnv64::new();
+    snapshot::fnv_put(&mut h, &v1[20..]);
+    v1[12..20].copy_from_slice(&h.finish().to_le_bytes());
+    assert!(DataTree::from_snapshot(&v1).unwrap() == tree);
+    // A version 1 header over a CRC-32 checksum is corrupt, not silently accepted.
+    let mut mixed = tree.to_snapshot();
+    mixed[8..12].copy_from_slice(&1u32.to_le_bytes());
+    assert!(matches!(DataTree::from_snapshot(&mixed), Err(SnapshotError::Corrupt(_))));
 }
 
 #[test]
