@@ -42,12 +42,30 @@ impl From<sled::Error> for BackendError {
     }
 }
 
+/// How long [`open_db`] waits for a previous handle's lock to go.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens the database, waiting briefly for the file lock: sled's background flusher of a handle
+/// that was just dropped (a member restarted in the same process) releases the lock a moment
+/// later, and opening meanwhile fails with `WouldBlock` (seen as a flaky reopen test).
+fn open_db(path: &Path) -> Result<sled::Db> {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") && started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 impl SledBackend {
     /// Opens (or creates) the store in `data_dir`, creating the directory if needed.
     pub fn open(data_dir: impl AsRef<Path>) -> Result<SledBackend> {
         let path = data_dir.as_ref().join("raft");
         std::fs::create_dir_all(&path)?;
-        let db = sled::Config::new().path(&path).open()?;
+        let db = open_db(&path)?;
         let backend = SledBackend {
             logs: db.open_tree("logs")?,
             meta: db.open_tree("meta")?,
@@ -196,6 +214,21 @@ mod tests {
 
     fn entries(range: std::ops::Range<u64>) -> Vec<(u64, Vec<u8>)> {
         range.map(|i| (i, vec![i as u8; 3])).collect()
+    }
+
+    #[test]
+    fn opening_waits_for_a_previous_handle_to_let_go_of_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SledBackend::open(dir.path()).unwrap();
+        first.append(&entries(1..3)).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(first);
+        });
+        // Opened while the first handle still holds the lock: waits instead of failing.
+        let second = SledBackend::open(dir.path()).unwrap();
+        release.join().unwrap();
+        assert_eq!(second.read_range(0, u64::MAX).unwrap(), entries(1..3));
     }
 
     #[test]
