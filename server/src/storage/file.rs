@@ -115,8 +115,8 @@ fn write_atomically_with(dir: &Path, name: &str, write: impl FnOnce(&mut dyn Wri
 const SYNC_EVERY_BYTES: usize = 4 << 20;
 
 /// Writes through to a file and syncs it every few MiB. A snapshot of a big tree is a hundred
-/// MiB; flushed by one final fsync it held the log's fsyncs behind it for half a second (ext4
-/// commits both in one journal transaction), stalling every write. Small flushes interleave.
+/// MiB; flushed by one final fsync, all of it reaches the disk's queue at once and the log's
+/// small fsyncs wait behind it. Small flushes let them in between.
 struct SyncingWriter {
     file: File,
     unsynced: usize,
