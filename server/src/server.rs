@@ -54,6 +54,9 @@ pub struct Server {
     sessions: Option<JoinHandle<()>>,
     /// The ZooKeeper protocol listener, when configured.
     zk: Option<(std::net::SocketAddr, JoinHandle<()>)>,
+    /// Changed (or dropped) when the member stops: closes the links it serves and the accept
+    /// loop that routes them (`raft::link`).
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Server {
@@ -80,7 +83,8 @@ impl Server {
         let member = Server::open_member(&config, backend).await?;
         let router = Server::router(&config, &member);
         let (stop, stopped) = oneshot::channel::<()>();
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let (closing, closed) = tokio::sync::watch::channel(false);
+        let incoming = crate::raft::link::route(listener, member.clone(), config.cluster_secret.clone(), closed);
         let serving = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
             let _ = stopped.await;
         }));
@@ -99,11 +103,13 @@ impl Server {
             Duration::from_millis(config.container_check_ms),
         ));
         tracing::info!(id = config.id, %addr, "member serving");
-        Ok(Server { member, addr, stop: Some(stop), serving: Some(serving), sessions: Some(sessions), zk })
+        Ok(Server { member, addr, stop: Some(stop), serving: Some(serving), sessions: Some(sessions), zk, closing })
     }
 
     /// Starts a member inside the simulator: gRPC through madsim-tonic on `config.grpc_addr`, over
     /// the given (simulated) storage. No ZooKeeper port: the simulator's TCP has no split halves.
+    /// The simulator's gRPC does not run over its TCP, so links (`raft::link`) get a TCP listener of
+    /// their own on the same address (every connection to it is a link).
     #[cfg(madsim)]
     pub async fn start_simulated(config: Config, backend: Arc<dyn LogBackend>) -> Result<Server, ServerError> {
         config.validate()?;
@@ -117,12 +123,34 @@ impl Server {
         let serving = tokio::spawn(router.serve_with_shutdown(addr, async {
             let _ = stopped.await;
         }));
+        let (closing, closed) = tokio::sync::watch::channel(false);
+        let links = tokio::net::TcpListener::bind(addr).await?;
+        let secret = config.cluster_secret.clone();
+        let handler: Arc<dyn crate::raft::link::LinkHandler> = member.clone();
+        tokio::spawn(async move {
+            let mut stop = closed.clone();
+            loop {
+                let stream = tokio::select! {
+                    biased;
+                    _ = stop.changed() => return,
+                    accepted = links.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                let (handler, secret, closed) = (handler.clone(), secret.clone(), closed.clone());
+                tokio::spawn(crate::raft::link::serve_connection(stream, handler, secret, closed));
+            }
+        });
         let sessions = tokio::spawn(crate::api::sessions::run(
             member.clone(),
             config.tick_ms,
             Duration::from_millis(config.container_check_ms),
         ));
-        Ok(Server { member, addr, stop: Some(stop), serving: Some(serving), sessions: Some(sessions), zk: None })
+        Ok(Server { member, addr, stop: Some(stop), serving: Some(serving), sessions: Some(sessions), zk: None, closing })
     }
 
     async fn open_member(config: &Config, backend: Arc<dyn LogBackend>) -> Result<Arc<Member>, ServerError> {
@@ -136,7 +164,7 @@ impl Server {
         let raft = Raft::new(
             config.id,
             raft_config,
-            NetworkFactory::new(config.cluster_secret.clone()),
+            NetworkFactory::new(config.id, config.cluster_secret.clone()),
             log_store,
             state_machine,
         )
@@ -216,15 +244,17 @@ impl Server {
     /// storage), with the error. Such a member can neither vote nor acknowledge anything again:
     /// the caller stops it (the binary exits, the simulator kills the node) so that a restart
     /// recovers from what the disk durably holds.
+    ///
+    /// It waits on the server metrics (vote, leader, membership: they change rarely), whose
+    /// sender goes away when Raft's core stops, rather than on the full metrics: those change
+    /// several times per write (replication progress, commit, apply), and a task woken on every
+    /// one of them cost more CPU than serving the writes did.
     pub async fn failed(&self) -> String {
-        let mut metrics = self.member.raft.metrics();
-        loop {
-            if let Err(fatal) = &metrics.borrow().running_state {
-                return fatal.to_string();
-            }
-            if metrics.changed().await.is_err() {
-                return "raft stopped".to_string();
-            }
+        let mut server_metrics = self.member.raft.server_metrics();
+        while server_metrics.changed().await.is_ok() {}
+        match &self.member.raft.metrics().borrow().running_state {
+            Err(fatal) => fatal.to_string(),
+            Ok(()) => "raft stopped".to_string(),
         }
     }
 
@@ -253,6 +283,7 @@ impl Server {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        let _ = self.closing.send(true);
         // Session streams end now, so their clients move to another member at once; graceful
         // shutdown would otherwise wait on them.
         self.member.state.watches.lock().drop_all();
@@ -280,6 +311,7 @@ impl Drop for Server {
             zk.abort();
         }
         self.member.state.watches.lock().drop_all();
+        let _ = self.closing.send(true);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
             let raft = self.member.raft.clone();

@@ -392,6 +392,12 @@ async fn bad_inputs_get_their_specific_error_and_everyone_else_is_served() {
         b"\x00\x01\x02garbage that is not http/2\r\n\r\n".to_vec(),
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\xff\xff\xff\xff\xff\xff\xff\xff\xff".to_vec(),
         vec![0xAB; 70_000],
+        // Replication link openings (raft::link): a hello that is not bincode, a frame length
+        // of 4 GiB, the magic alone, and half of it.
+        [&b"CRLK"[..], &[0, 0, 0, 8], b"\xff\xff\xff\xff\xff\xff\xff\xff"].concat(),
+        [&b"CRLK"[..], &[0xff, 0xff, 0xff, 0xff]].concat(),
+        b"CRLK".to_vec(),
+        b"CR".to_vec(),
     ] {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(cluster.endpoint(1)).await.unwrap();
@@ -456,4 +462,43 @@ impl tonic::codec::Encoder for RawEncoder {
         dst.put_slice(&item);
         Ok(())
     }
+}
+
+/// AppendEntries travel over a TCP connection of their own on the gRPC port
+/// (`corral_server::raft::link`): a caller without the cluster secret gets nothing, and a
+/// member that has one is answered (here: told that a newer term exists).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replication_link_answers_members_and_refuses_strangers() {
+    use corral_server::raft::link::AppendLink;
+    use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
+
+    let cluster = TestCluster::start(3).await;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let stale = AppendEntriesRequest {
+        vote: openraft::Vote::new_committed(0, leader),
+        prev_log_id: None,
+        leader_commit: None,
+        entries: vec![],
+    };
+
+    let mut stranger = AppendLink::connect(&cluster.endpoint(follower), "not-the-secret", 9).await.unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(10), stranger.append_entries(&stale)).await.unwrap();
+    assert!(refused.is_err(), "a link without the cluster secret was answered: {refused:?}");
+
+    let mut member = AppendLink::connect(&cluster.endpoint(follower), "corral-dev-secret", leader).await.unwrap();
+    for _ in 0..3 {
+        let reply = member.append_entries(&stale).await.unwrap().unwrap();
+        assert!(matches!(reply, AppendEntriesResponse::HigherVote(_)), "term 0 must be refused: {reply:?}");
+    }
+
+    // Replication itself (over links) goes on.
+    let c = client_of_all(&cluster).await;
+    c.create("/after-link-probes", b"x", persistent()).await.unwrap();
+    for id in 1..=3 {
+        let c = client_of(&cluster, id).await;
+        c.sync("/").await.unwrap();
+        assert_eq!(c.get_data("/after-link-probes").await.unwrap().0, b"x".to_vec());
+    }
+    cluster.shutdown().await;
 }

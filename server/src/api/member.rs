@@ -24,6 +24,7 @@ use tonic::transport::Channel;
 use super::membership::{MembershipChange, MembershipResponse, MEMBERSHIP_WAIT};
 use super::ops::ConnectionLimits;
 use super::sessions::SessionTracker;
+use crate::raft::link::{AppendReply, CallError, ForwardLink, LinkHandler};
 use crate::raft::network::{authed, decode, encode, peer_channel};
 use crate::raft::state_machine::SharedState;
 use crate::raft::types::{zxid, Batch};
@@ -94,16 +95,38 @@ struct Peers {
     /// By member id, with the address it was made for: a member removed and added again may
     /// come back at another address.
     clients: Mutex<BTreeMap<NodeId, (String, RaftPeerClient<Channel>)>>,
+    /// Links for forwarded writes (`raft::link::ForwardLink`), likewise.
+    forward_links: Mutex<BTreeMap<NodeId, (String, Arc<ForwardLink>)>>,
+    /// This member.
+    id: NodeId,
 }
 
 impl Peers {
+    fn addr_of(&self, id: NodeId) -> Result<String, MemberError> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let addr = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone());
+        addr.ok_or_else(|| MemberError::Unavailable(format!("member {id} unknown")))
+    }
+
+    /// The link forwarded writes take to `leader`, opened on first use and after it failed.
+    async fn forward_link(&self, leader: NodeId) -> Result<Arc<ForwardLink>, MemberError> {
+        let addr = self.addr_of(leader)?;
+        if let Some((made_for, link)) = self.forward_links.lock().get(&leader) {
+            if *made_for == addr && !link.is_dead() {
+                return Ok(link.clone());
+            }
+        }
+        let link = ForwardLink::connect(&addr, &self.secret, self.id)
+            .await
+            .map(Arc::new)
+            .map_err(|e| MemberError::Unavailable(format!("member {leader} at {addr}: {e}")))?;
+        self.forward_links.lock().insert(leader, (addr, link.clone()));
+        Ok(link)
+    }
+
     async fn client(&self, id: NodeId) -> Result<RaftPeerClient<Channel>, MemberError> {
-        let addr = {
-            let metrics = self.raft.metrics();
-            let m = metrics.borrow();
-            m.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
-        };
-        let addr = addr.ok_or_else(|| MemberError::Unavailable(format!("member {id} unknown")))?;
+        let addr = self.addr_of(id)?;
         if let Some((made_for, c)) = self.clients.lock().get(&id) {
             if *made_for == addr {
                 return Ok(c.clone());
@@ -118,13 +141,17 @@ impl Peers {
 
     /// Forwards writes to the leader in one call; its answers come back in the same order.
     async fn forward(&self, leader: NodeId, reqs: &[ForwardRequest]) -> Result<Vec<ForwardResponse>, ForwardFailure> {
-        let mut client = self.client(leader).await.map_err(|e| ForwardFailure::NotSent(e.to_string()))?;
-        let body = encode(&reqs).map_err(|s| ForwardFailure::NotSent(s.to_string()))?;
-        let mut request = authed(&self.secret, body);
-        request.set_timeout(LEADER_WAIT);
-        let reply = client.forward(request).await.map_err(|s| ForwardFailure::of(&s, format!("forward to {leader}")))?;
-        let answers: Vec<ForwardResponse> =
-            decode(&reply.into_inner()).map_err(|s| ForwardFailure::Lost(s.to_string()))?;
+        let link = self.forward_link(leader).await.map_err(|e| ForwardFailure::NotSent(e.to_string()))?;
+        let body = bincode::serialize(&reqs).map_err(|e| ForwardFailure::NotSent(format!("encode: {e}")))?;
+        let reply = match tokio::time::timeout(LEADER_WAIT, link.call(body)).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(CallError::NotSent)) => return Err(ForwardFailure::NotSent(format!("forward to {leader}: the link closed"))),
+            Ok(Err(CallError::Lost)) => return Err(ForwardFailure::Lost(format!("forward to {leader}: the link failed"))),
+            Err(_) => return Err(ForwardFailure::Lost(format!("forward to {leader}: no answer within {LEADER_WAIT:?}"))),
+        };
+        let answers: Result<Vec<ForwardResponse>, String> =
+            bincode::deserialize(&reply).map_err(|e| ForwardFailure::Lost(format!("decode: {e}")))?;
+        let answers = answers.map_err(ForwardFailure::Lost)?;
         if answers.len() != reqs.len() {
             return Err(ForwardFailure::Lost(format!("{} answers to {} forwarded writes", answers.len(), reqs.len())));
         }
@@ -258,7 +285,13 @@ impl Member {
     pub fn new(id: NodeId, raft: Raft, state: Arc<SharedState>, secret: String, max_client_cnxns: u32) -> Member {
         let (proposals, queue) = mpsc::unbounded_channel();
         tokio::spawn(propose_batches(raft.clone(), queue));
-        let peers = Arc::new(Peers { raft: raft.clone(), secret: secret.clone(), clients: Mutex::new(BTreeMap::new()) });
+        let peers = Arc::new(Peers {
+            raft: raft.clone(),
+            secret: secret.clone(),
+            clients: Mutex::new(BTreeMap::new()),
+            forward_links: Mutex::new(BTreeMap::new()),
+            id,
+        });
         let (forwards, queue) = mpsc::unbounded_channel();
         tokio::spawn(forward_batches(peers.clone(), queue));
         Member {
@@ -513,6 +546,48 @@ fn never_sent(status: &tonic::Status) -> bool {
     text.contains("error trying to connect")
         || text.contains("tcp connect error")
         || text.contains("connection refused")
+}
+
+/// What the member's replication and forward links carry (`raft::link`). A forward call is a
+/// batch of [`ForwardRequest`]s, queued in order at once; the answer is their results, in the
+/// same order, once all are applied.
+impl LinkHandler for Member {
+    fn append_entries(
+        &self,
+        rpc: openraft::raft::AppendEntriesRequest<crate::raft::TypeConfig>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = AppendReply> + Send>> {
+        let raft = self.raft.clone();
+        Box::pin(async move { raft.append_entries(rpc).await })
+    }
+
+    fn forwarded(&self, call: Vec<u8>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>> + Send>> {
+        let id = self.id;
+        let queued: Result<Vec<_>, String> = bincode::deserialize::<Vec<ForwardRequest>>(&call)
+            .map(|batch| batch.into_iter().map(|fwd| self.enqueue_proposal(fwd.session_id, fwd.auth, fwd.op)).collect())
+            .map_err(|e| format!("undecodable forwarded writes: {e}"));
+        Box::pin(async move {
+            let answers: Result<Vec<ForwardResponse>, String> = match queued {
+                Ok(queued) => {
+                    let mut answers = Vec::with_capacity(queued.len());
+                    for q in queued {
+                        let r = match q {
+                            Ok(outcome) => outcome.await,
+                            Err(e) => Err(e),
+                        };
+                        answers.push(match r {
+                            Ok(r) => Ok(r),
+                            Err(ProposeError::NotLeader) => Err(MemberError::NotLeader(format!("member {id} is not the leader"))),
+                            Err(ProposeError::Fatal(e)) => Err(MemberError::Unavailable(e)),
+                        });
+                    }
+                    Ok(answers)
+                }
+                Err(e) => Err(e),
+            };
+            // A vector of plain enums and strings: encoding cannot fail.
+            bincode::serialize(&answers).unwrap_or_default()
+        })
+    }
 }
 
 /// Why a proposal on this member did not go through.

@@ -1,16 +1,16 @@
-//! The internal `RaftPeer` service: Raft RPCs, forwarded writes, read indexes and membership
-//! changes.
+//! The internal `RaftPeer` service: votes, snapshots, read indexes, session touches and
+//! membership changes (AppendEntries and forwarded writes come over `raft::link`).
 //! Only members holding the cluster secret may call it.
 
 use std::sync::Arc;
 
 use corral_proto::raft::raft_peer_server::RaftPeer;
 use corral_proto::raft::RaftBytes;
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::raft::{InstallSnapshotRequest, VoteRequest};
 use tonic::{Request, Response, Status};
 
 use super::membership::{MembershipChange, MembershipResponse};
-use super::member::{ForwardRequest, ForwardResponse, Member, MemberError, ProposeError, ReadIndexResponse};
+use super::member::{Member, MemberError, ReadIndexResponse};
 use crate::raft::network::{carries_secret, decode, encode};
 use crate::raft::{NodeId, TypeConfig};
 
@@ -33,13 +33,6 @@ impl PeerService {
 
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
-    async fn append_entries(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
-        self.authorize(&req)?;
-        let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
-        let reply = self.member.raft.append_entries(rpc).await;
-        Ok(Response::new(encode(&reply)?))
-    }
-
     async fn vote(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
         self.authorize(&req)?;
         let rpc: VoteRequest<NodeId> = decode(req.get_ref())?;
@@ -52,29 +45,6 @@ impl RaftPeer for PeerService {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(req.get_ref())?;
         let reply = self.member.raft.install_snapshot(rpc).await;
         Ok(Response::new(encode(&reply)?))
-    }
-
-    async fn forward(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {
-        self.authorize(&req)?;
-        let batch: Vec<ForwardRequest> = decode(req.get_ref())?;
-        // Queued in the order forwarded, all at once, then awaited.
-        let queued: Vec<_> =
-            batch.into_iter().map(|fwd| self.member.enqueue_proposal(fwd.session_id, fwd.auth, fwd.op)).collect();
-        let mut replies: Vec<ForwardResponse> = Vec::with_capacity(queued.len());
-        for q in queued {
-            let r = match q {
-                Ok(outcome) => outcome.await,
-                Err(e) => Err(e),
-            };
-            replies.push(match r {
-                Ok(r) => Ok(r),
-                Err(ProposeError::NotLeader) => {
-                    Err(MemberError::NotLeader(format!("member {} is not the leader", self.member.id)))
-                }
-                Err(ProposeError::Fatal(e)) => Err(MemberError::Unavailable(e)),
-            });
-        }
-        Ok(Response::new(encode(&replies)?))
     }
 
     async fn touch_sessions(&self, req: Request<RaftBytes>) -> Result<Response<RaftBytes>, Status> {

@@ -1,4 +1,5 @@
-//! openraft's `RaftNetwork` over the internal `RaftPeer` gRPC service.
+//! openraft's `RaftNetwork`: AppendEntries over a link ([`super::link`]), votes
+//! and snapshots over the internal `RaftPeer` gRPC service.
 //!
 //! Payloads are openraft's own request/response types, bincode-encoded: both
 //! ends are Corral members of the same version, so a schema-free encoding is
@@ -20,6 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
+use super::link::{AppendLink, LinkError};
 use super::types::{Node, NodeId, TypeConfig};
 
 /// Encodes a value for the peer service.
@@ -60,12 +62,14 @@ pub fn carries_secret<T>(req: &tonic::Request<T>, secret: &str) -> bool {
 /// Creates one [`PeerNetwork`] per replication target.
 #[derive(Clone)]
 pub struct NetworkFactory {
+    /// The member these connections leave from.
+    id: NodeId,
     secret: String,
 }
 
 impl NetworkFactory {
-    pub fn new(secret: impl Into<String>) -> NetworkFactory {
-        NetworkFactory { secret: secret.into() }
+    pub fn new(id: NodeId, secret: impl Into<String>) -> NetworkFactory {
+        NetworkFactory { id, secret: secret.into() }
     }
 }
 
@@ -78,6 +82,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.addr.clone(),
             secret: self.secret.clone(),
             client: peer_channel(&node.addr).ok().map(RaftPeerClient::new),
+            from: self.id,
+            link: None,
         }
     }
 }
@@ -90,6 +96,10 @@ pub struct PeerNetwork {
     /// None when the peer's address could not even be parsed: every call then
     /// reports the peer unreachable instead of panicking.
     client: Option<RaftPeerClient<Channel>>,
+    from: NodeId,
+    /// AppendEntries go over this ([`super::link`]); opened at the first call and after a
+    /// failed or abandoned one.
+    link: Option<AppendLink>,
 }
 
 /// A transport failure, carried into openraft's `Unreachable`.
@@ -124,7 +134,6 @@ impl PeerNetwork {
         let mut request = authed(&self.secret, body);
         request.set_timeout(timeout);
         let reply = match rpc {
-            Rpc::Append => client.append_entries(request).await,
             Rpc::Vote => client.vote(request).await,
             Rpc::Snapshot => client.install_snapshot(request).await,
         };
@@ -141,7 +150,6 @@ impl PeerNetwork {
 }
 
 enum Rpc {
-    Append,
     Vote,
     Snapshot,
 }
@@ -152,7 +160,28 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        self.call(Rpc::Append, &rpc, option.hard_ttl()).await
+        let unreachable = |e: LinkError| RPCError::Unreachable(Unreachable::new(&TransportError(e.to_string())));
+        if self.link.as_ref().is_some_and(AppendLink::is_broken) {
+            self.link = None;
+        }
+        let link = match &mut self.link {
+            Some(link) => link,
+            None => {
+                let connect = AppendLink::connect(&self.addr, &self.secret, self.from);
+                let link = tokio::time::timeout(option.hard_ttl(), connect)
+                    .await
+                    .map_err(|_| unreachable(LinkError::Refused(format!("connecting to {} timed out", self.addr))))?
+                    .map_err(unreachable)?;
+                self.link.insert(link)
+            }
+        };
+        match link.append_entries(&rpc).await {
+            Ok(reply) => reply.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            Err(e) => {
+                self.link = None;
+                Err(unreachable(e))
+            }
+        }
     }
 
     async fn install_snapshot(
