@@ -2,7 +2,7 @@
 //! the backend inline.
 //!
 //! The backend is synchronous. An append writes its entries at once (so replication can read
-//! them) and leaves the fsync to a flush task that syncs once for every append queued meanwhile
+//! them) and leaves the fsync to a syncer that syncs once for every append queued meanwhile
 //! and only then reports them flushed to openraft: the group commit, without stalling Raft's
 //! core on the disk. Votes, truncations and purges sync inline.
 
@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, RaftLogReader, StorageIOError};
-use tokio::sync::mpsc;
 
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::storage::{BackendError, LogBackend};
@@ -25,56 +24,90 @@ use crate::storage::{BackendError, LogBackend};
 #[derive(Clone)]
 pub struct LogStore {
     backend: Arc<dyn LogBackend>,
-    /// Appends waiting for their sync, in order (see [`flush_loop`]).
-    flushes: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
+    /// Appends waiting for their sync, in order (see [`Syncer`]).
+    flushes: Syncer,
 }
 
 impl LogStore {
-    /// Must be called inside the runtime: it starts the member's flush task.
+    /// Must be called inside the runtime (in the simulator it starts the member's flush task).
     pub fn new(backend: Arc<dyn LogBackend>) -> LogStore {
-        let (flushes, pending) = mpsc::unbounded_channel();
-        tokio::spawn(flush_loop(Arc::downgrade(&backend), pending));
+        let flushes = Syncer::start(Arc::downgrade(&backend));
         LogStore { backend, flushes }
     }
 }
 
-/// Group commit. `append` writes its entries and hands its callback here; this task syncs once
-/// for every append queued since the last sync and then acknowledges them, in order. Raft's core
-/// goes on (replicating, applying) while the disk syncs, and appends that arrive meanwhile share
-/// the next sync. An entry counts toward a quorum only once its callback ran, i.e. after the sync.
-async fn flush_loop(backend: std::sync::Weak<dyn LogBackend>, mut pending: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
-    while let Some(first) = pending.recv().await {
-        let mut batch = vec![first];
-        while let Ok(more) = pending.try_recv() {
-            batch.push(more);
+/// Group commit. `append` writes its entries and hands its callback here; the syncer syncs once
+/// for every append queued since its last sync and then acknowledges them, in order. Raft's
+/// core goes on (replicating, applying) while the disk syncs, and appends that arrive meanwhile
+/// share the next sync. An entry counts toward a quorum only once its callback ran, i.e. after
+/// the sync.
+///
+/// In production the syncer is a thread of its own, blocked in `fdatasync` or waiting for the
+/// next append: handing each sync to tokio's blocking pool from a task cost two more wake-ups
+/// per sync on the write path, on the leader and on every follower. The simulator, whose disk
+/// is memory and which must not start threads, syncs inline in a task.
+#[derive(Clone)]
+struct Syncer {
+    #[cfg(not(madsim))]
+    pending: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
+    #[cfg(madsim)]
+    pending: tokio::sync::mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
+}
+
+impl Syncer {
+    /// A weak handle: the store closes when the member drops its log, not when the syncer ends.
+    #[cfg(not(madsim))]
+    fn start(backend: std::sync::Weak<dyn LogBackend>) -> Syncer {
+        let (pending, queue) = std::sync::mpsc::channel::<LogFlushed<TypeConfig>>();
+        let spawned = std::thread::Builder::new().name("corral-log-sync".into()).spawn(move || {
+            // Ends when every clone of the store (hence of the sender) is gone.
+            while let Ok(first) = queue.recv() {
+                let mut batch = vec![first];
+                batch.extend(queue.try_iter());
+                acknowledge(batch, sync_now(&backend));
+            }
+        });
+        if let Err(e) = spawned {
+            // Without the thread every append syncs in `append` itself (see `Syncer::queue`).
+            tracing::error!("could not start the log sync thread: {e}");
         }
-        // Every callback here was queued after its entries were written, so one sync covers all.
-        // A weak handle: the store closes when the member drops its log, not when this task ends.
-        let result = match backend.upgrade() {
-            Some(backend) => sync(&backend).await,
-            None => Err("the log store was closed".to_string()),
-        };
-        for callback in batch {
-            let r = result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.clone()));
-            callback.log_io_completed(r);
-        }
+        Syncer { pending }
+    }
+
+    #[cfg(madsim)]
+    fn start(backend: std::sync::Weak<dyn LogBackend>) -> Syncer {
+        let (pending, mut queue) = tokio::sync::mpsc::unbounded_channel::<LogFlushed<TypeConfig>>();
+        tokio::spawn(async move {
+            while let Some(first) = queue.recv().await {
+                let mut batch = vec![first];
+                while let Ok(more) = queue.try_recv() {
+                    batch.push(more);
+                }
+                acknowledge(batch, sync_now(&backend));
+            }
+        });
+        Syncer { pending }
+    }
+
+    /// Queues an append's callback for the next sync; gives it back if the syncer is gone.
+    fn queue(&self, callback: LogFlushed<TypeConfig>) -> Result<(), LogFlushed<TypeConfig>> {
+        self.pending.send(callback).map_err(|unsent| unsent.0)
     }
 }
 
-/// A blocking fsync, off the async workers in production; inline in the simulator, whose disk
-/// is memory and which must not start threads.
-async fn sync(backend: &Arc<dyn LogBackend>) -> Result<(), String> {
-    #[cfg(not(madsim))]
-    {
-        let backend = backend.clone();
-        match tokio::task::spawn_blocking(move || backend.sync()).await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(e) => Err(format!("sync task: {e}")),
-        }
+/// One sync for everything queued so far (every callback was queued after its entries were
+/// written).
+fn sync_now(backend: &std::sync::Weak<dyn LogBackend>) -> Result<(), String> {
+    match backend.upgrade() {
+        Some(backend) => backend.sync().map_err(|e| e.to_string()),
+        None => Err("the log store was closed".to_string()),
     }
-    #[cfg(madsim)]
-    {
-        backend.sync().map_err(|e| e.to_string())
+}
+
+fn acknowledge(batch: Vec<LogFlushed<TypeConfig>>, result: Result<(), String>) {
+    for callback in batch {
+        let r = result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.clone()));
+        callback.log_io_completed(r);
     }
 }
 
@@ -179,11 +212,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .collect::<Result<Vec<_>, BackendError>>()
             .map_err(write)?;
         self.backend.write_entries(&batch).map_err(write)?;
-        // Acknowledged by the flush task once synced, together with whatever else is queued.
-        if let Err(unsent) = self.flushes.send(callback) {
-            // The flush task is gone (the member is stopping): sync here instead.
+        // Acknowledged by the syncer once synced, together with whatever else is queued.
+        if let Err(unsent) = self.flushes.queue(callback) {
+            // The syncer is gone (the member is stopping): sync here instead.
             let r = self.backend.sync().map_err(std::io::Error::from);
-            unsent.0.log_io_completed(r);
+            unsent.log_io_completed(r);
         }
         Ok(())
     }
