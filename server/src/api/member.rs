@@ -311,6 +311,19 @@ impl Member {
         &self.secret
     }
 
+    /// Whether a session may attach here now: the session loop's verdict (`api::sessions`), or,
+    /// between this member learning of a leader and the loop's next turn (a quarter tick), that
+    /// a leader is known and this member is in the configuration. Without the second, a member
+    /// that had just found its leader (after the election at startup, say) turned sessions away
+    /// for that moment.
+    pub fn accepts_sessions(&self) -> bool {
+        if self.sessions.serving() {
+            return true;
+        }
+        let in_configuration = self.raft.metrics().borrow().membership_config.membership().get_node(&self.id).is_some();
+        in_configuration && self.leader().is_some()
+    }
+
     /// The leader as this member sees it. Never itself unless it leads a configuration it is a
     /// voter of: openraft 0.9 keeps a leader that was removed from the ensemble "leading" with
     /// no one left to replicate to, and what it proposed then would never commit.

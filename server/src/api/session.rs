@@ -137,7 +137,7 @@ impl Session for SessionService {
         let session_id = attach.session_id;
         // Never serve a client from a state older than it has seen.
         self.member.read_barrier(attach.last_zxid, false).await.map_err(status)?;
-        if !self.member.sessions.serving() {
+        if !self.member.accepts_sessions() {
             return Err(Status::unavailable(format!(
                 "member {} is out of the configuration or cut off from the leader: try another",
                 self.member.id

@@ -73,7 +73,7 @@ pub async fn run(
     rd.read_exact(&mut payload).await?;
     let connect = ConnectRequest::read(&mut Reader::new(&payload))?;
     counters.received.fetch_add(1, Ordering::Relaxed);
-    if !member.sessions.serving() {
+    if !member.accepts_sessions() {
         // As a ZooKeeper server outside the quorum: the client tries its next server.
         return Err(ConnError::Refused(format!(
             "member {} is out of the configuration or cut off from the leader",
