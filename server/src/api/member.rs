@@ -320,8 +320,12 @@ impl Member {
         if self.sessions.serving() {
             return true;
         }
-        let in_configuration = self.raft.metrics().borrow().membership_config.membership().get_node(&self.id).is_some();
-        in_configuration && self.leader().is_some()
+        self.in_configuration() && self.leader().is_some()
+    }
+
+    /// Whether this member is in the ensemble's current configuration.
+    pub fn in_configuration(&self) -> bool {
+        self.raft.metrics().borrow().membership_config.membership().get_node(&self.id).is_some()
     }
 
     /// The leader as this member sees it. Never itself unless it leads a configuration it is a

@@ -87,8 +87,7 @@ pub async fn run(member: Arc<Member>, tick_ms: u32, sweep_every: Duration) {
         tokio::time::sleep(period(tick_ms)).await;
         let term = member.raft.metrics().borrow().current_term;
         let leader = member.leader();
-        let in_configuration =
-            member.raft.metrics().borrow().membership_config.membership().get_node(&member.id).is_some();
+        let in_configuration = member.in_configuration();
         leaderless_since = match leader {
             Some(_) => None,
             None => leaderless_since.or(Some(Instant::now())),
